@@ -1,0 +1,408 @@
+"""Real SSH nodes for simulated instances.
+
+Every instance is a real ``sshd`` run as the invoking user (no root needed) on its own loopback
+address and port, with its own home directory, ``TMUX_TMPDIR`` (so its own tmux server), host key,
+``authorized_keys`` and a fake ``nvidia-smi`` first on ``PATH``.
+
+Processes of an instance are found again through an environment marker that sshd puts into every
+session (``SetEnv GPUOPS_SIM_NODE=<token>:<id>``) and that tmux servers and jobs inherit, so
+destroying an instance kills everything it started, wherever it re-parented itself to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MARKER = "GPUOPS_SIM_NODE"
+DATA = Path(__file__).parent / "data"
+
+
+def find_sshd() -> str:
+    for cand in (shutil.which("sshd"), "/usr/sbin/sshd", "/usr/local/sbin/sshd", "/opt/homebrew/sbin/sshd"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    raise RuntimeError("sshd not found: install openssh-server (apt-get install openssh-server)")
+
+
+def find_sftp_server() -> str | None:
+    for cand in ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server", "/usr/libexec/sftp-server",
+                 "/usr/lib/ssh/sftp-server"):
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def loopback_supports_aliases() -> bool:
+    """Linux routes all of 127/8 to lo; elsewhere only 127.0.0.1 is safe without root."""
+    return sys.platform.startswith("linux")
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ssh_banner(host: str, port: int, timeout: float = 1.0) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            data = s.recv(256)
+            return data.decode("ascii", "replace").strip() if data.startswith(b"SSH-") else None
+    except OSError:
+        return None
+
+
+def _proc_environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def pids_with_marker(value_prefix: str) -> list[int]:
+    """PIDs whose environment has GPUOPS_SIM_NODE starting with ``value_prefix``.
+
+    ``value_prefix`` is ``<token>:<id>`` for one instance or ``<token>:`` for a whole simulator.
+    """
+    needle = f"{MARKER}={value_prefix}".encode()
+    me = os.getpid()
+    out = []
+    if not os.path.isdir("/proc"):
+        return out
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid == me:
+            continue
+        env = _proc_environ(pid)
+        if not env:
+            continue
+        for entry in env.split(b"\0"):
+            if entry.startswith(needle):
+                # exact instance match: value must be prefix followed by end (instance) or anything (sim)
+                if value_prefix.endswith(":") or entry == needle:
+                    out.append(pid)
+                break
+    return out
+
+
+def kill_pids(pids: list[int], deadline_s: float = 5.0) -> list[int]:
+    """SIGTERM, wait (polling, bounded), then SIGKILL what is left. Returns survivors (should be [])."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            pass
+    end = time.monotonic() + deadline_s
+    delay = 0.01
+    alive = list(pids)
+    while alive and time.monotonic() < end:
+        alive = [p for p in alive if _alive(p)]
+        if alive:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    end = time.monotonic() + 2.0
+    while alive and time.monotonic() < end:
+        alive = [p for p in alive if _alive(p)]
+        if alive:
+            time.sleep(0.02)
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # zombies count as dead
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class NodeSpec:
+    """What the engine asks for when it boots a node."""
+
+    instance_id: str
+    ip: str
+    authorized_keys: list[str]
+    gpus: list[dict]
+    env: dict[str, str] = field(default_factory=dict)
+    onstart: str | None = None
+    listen_ports: int = 2  # direct + proxy
+
+
+class NodeManager:
+    def __init__(self, state_dir: Path, token: str):
+        self.state_dir = Path(state_dir)
+        self.nodes_dir = self.state_dir / "nodes"
+        self.nodes_dir.mkdir(parents=True, exist_ok=True)
+        self.token = token
+        self.user = getpass.getuser()
+        self.sshd = find_sshd()
+        self.sftp = find_sftp_server()
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._blackholes: dict[str, list[socket.socket]] = {}
+        self.is_root = os.geteuid() == 0
+        if self.is_root:
+            # privilege separation directory, needed only when sshd runs as root
+            try:
+                os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+            except OSError:
+                pass
+
+    # ---------------------------------------------------------------- files
+    def node_dir(self, instance_id: str) -> Path:
+        return self.nodes_dir / instance_id
+
+    def home(self, instance_id: str) -> Path:
+        return self.node_dir(instance_id) / "home"
+
+    def prepare(self, spec: NodeSpec) -> Path:
+        """Create the instance's directory (idempotent: a restarted node keeps its home, like a volume)."""
+        d = self.node_dir(spec.instance_id)
+        (d / "home").mkdir(parents=True, exist_ok=True)
+        (d / "bin").mkdir(exist_ok=True)
+        (d / "tmux").mkdir(exist_ok=True)
+        os.chmod(d, 0o700)
+        os.chmod(d / "tmux", 0o700)
+        hostkey = d / "ssh_host_ed25519_key"
+        if not hostkey.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"sim-{spec.instance_id}",
+                            "-f", str(hostkey)], check=True, stdin=subprocess.DEVNULL)
+        self.write_authorized_keys(spec.instance_id, spec.authorized_keys)
+        self.write_gpus(spec.instance_id, spec.gpus)
+        smi = d / "bin" / "nvidia-smi"
+        if not smi.exists():
+            shutil.copyfile(DATA / "nvidia_smi.py", smi)
+            os.chmod(smi, 0o755)
+        # the container environment as RunPod/Vast images expose it to ssh sessions
+        envfile = d / "container.env"
+        envfile.write_text("".join(f"export {k}={_shq(v)}\n" for k, v in sorted(spec.env.items())))
+        os.chmod(envfile, 0o600)
+        return d
+
+    def write_authorized_keys(self, instance_id: str, keys: list[str]) -> None:
+        p = self.node_dir(instance_id) / "authorized_keys"
+        p.write_text("".join(k.strip() + "\n" for k in keys if k and k.strip()))
+        os.chmod(p, 0o600)
+
+    def add_authorized_key(self, instance_id: str, key: str) -> None:
+        p = self.node_dir(instance_id) / "authorized_keys"
+        existing = p.read_text().splitlines() if p.exists() else []
+        if key.strip() not in existing:
+            self.write_authorized_keys(instance_id, existing + [key.strip()])
+
+    def write_gpus(self, instance_id: str, gpus: list[dict]) -> None:
+        p = self.node_dir(instance_id) / "gpus.json"
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(gpus, indent=1))
+        os.replace(tmp, p)
+
+    def read_gpus(self, instance_id: str) -> list[dict]:
+        try:
+            return json.loads((self.node_dir(instance_id) / "gpus.json").read_text())
+        except (OSError, ValueError):
+            return []
+
+    def _sshd_config(self, spec: NodeSpec, ports: list[int]) -> Path:
+        d = self.node_dir(spec.instance_id)
+        home = d / "home"
+        path = f"{d / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+        setenv = {
+            "HOME": str(home),
+            "TMUX_TMPDIR": str(d / "tmux"),
+            "PATH": path,
+            "GPUOPS_SIM_GPU_FILE": str(d / "gpus.json"),
+            "GPUOPS_SIM_CONTAINER_ENV": str(d / "container.env"),
+            MARKER: f"{self.token}:{spec.instance_id}",
+        }
+        for k in ("RUNPOD_POD_ID", "RUNPOD_PUBLIC_IP", "RUNPOD_TCP_PORT_22", "VAST_CONTAINERLABEL",
+                  "VAST_TCP_PORT_22", "CONTAINER_ID", "PUBLIC_IPADDR"):
+            if k in spec.env:
+                setenv[k] = spec.env[k]
+        lines = [f"ListenAddress {spec.ip}:{p}" for p in ports]
+        lines += [
+            f"HostKey {d / 'ssh_host_ed25519_key'}",
+            f"PidFile {d / 'sshd.pid'}",
+            f"AuthorizedKeysFile {d / 'authorized_keys'}",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "UsePAM no",
+            # the instance dir lives in a state dir the user owns; sshd's checks assume ~/.ssh
+            "StrictModes no",
+            "PermitRootLogin prohibit-password",
+            f"AllowUsers {self.user}",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "UseDNS no",
+            "MaxStartups 100:30:200",
+            "MaxSessions 50",
+            "ClientAliveInterval 30",
+            "AllowTcpForwarding yes",
+            "LogLevel ERROR",
+            "SetEnv " + " ".join(f'{k}="{v}"' for k, v in setenv.items()),
+            # sessions start in the instance's home, as they would in a container
+            f"ForceCommand {d / 'bin' / 'session'}",
+        ]
+        if self.sftp:
+            lines.append(f"Subsystem sftp {self.sftp}")
+        else:
+            lines.append("Subsystem sftp internal-sftp")
+        session = d / "bin" / "session"
+        session.write_text(
+            "#!/bin/sh\n"
+            "# sim node login: start in the instance home, honour the requested command (also sftp-server)\n"
+            'cd "$HOME" 2>/dev/null || true\n'
+            'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec "${SHELL:-/bin/sh}" -c "$SSH_ORIGINAL_COMMAND"; fi\n'
+            'exec "${SHELL:-/bin/sh}" -l\n'
+        )
+        os.chmod(session, 0o755)
+        cfg = d / "sshd_config"
+        cfg.write_text("\n".join(lines) + "\n")
+        return cfg
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self, spec: NodeSpec, *, deadline_s: float = 15.0) -> list[int]:
+        """Boot sshd; return its ports once it answers with an SSH banner."""
+        last_err = ""
+        for _attempt in range(5):
+            ports = [free_port(spec.ip) for _ in range(spec.listen_ports)]
+            if len(set(ports)) != len(ports):
+                continue
+            cfg = self._sshd_config(spec, ports)
+            log = self.node_dir(spec.instance_id) / "sshd.log"
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), MARKER: f"{self.token}:{spec.instance_id}",
+                   "LANG": "C.UTF-8"}
+            proc = subprocess.Popen([self.sshd, "-D", "-e", "-f", str(cfg)], stdin=subprocess.DEVNULL,
+                                    stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True, close_fds=True)
+            self._procs[spec.instance_id] = proc
+            ok = await self._wait_banner(spec.ip, ports[0], proc, deadline_s)
+            if ok:
+                if spec.onstart:
+                    self._run_onstart(spec)
+                return ports
+            last_err = _tail(log)
+            await self._stop_proc(spec.instance_id)
+        raise RuntimeError(f"sshd for {spec.instance_id} did not start: {last_err}")
+
+    async def _wait_banner(self, host: str, port: int, proc: subprocess.Popen, deadline_s: float) -> bool:
+        end = time.monotonic() + deadline_s
+        delay = 0.005
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                return False
+            if await asyncio.to_thread(port_accepts, host, port, 0.2):
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+        return False
+
+    def _run_onstart(self, spec: NodeSpec) -> None:
+        d = self.node_dir(spec.instance_id)
+        env = {
+            "HOME": str(d / "home"),
+            "TMUX_TMPDIR": str(d / "tmux"),
+            "PATH": f"{d / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            MARKER: f"{self.token}:{spec.instance_id}",
+            **spec.env,
+        }
+        subprocess.Popen(["/bin/sh", "-c", spec.onstart], cwd=str(d / "home"), env=env, stdin=subprocess.DEVNULL,
+                         stdout=open(d / "onstart.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def open_blackhole(self, instance_id: str, ip: str, count: int = 2) -> list[int]:
+        """Ports that accept TCP but never speak SSH: 'SSH that never opens' behind a live port mapping."""
+        socks, ports = [], []
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ip, 0))
+            s.listen(64)
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+        self._blackholes[instance_id] = socks
+        return ports
+
+    async def _stop_proc(self, instance_id: str) -> None:
+        proc = self._procs.pop(instance_id, None)
+        if proc and proc.poll() is None:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait, 3)
+
+    async def stop(self, instance_id: str) -> list[int]:
+        """Kill sshd, the tmux server and every process of the node. Returns survivors (should be [])."""
+        for s in self._blackholes.pop(instance_id, []):
+            s.close()
+        await self._stop_proc(instance_id)
+        tmuxdir = self.node_dir(instance_id) / "tmux"
+        if tmuxdir.is_dir():
+            for sock_dir in tmuxdir.glob("tmux-*"):
+                for sock in sock_dir.iterdir():
+                    subprocess.run(["tmux", "-S", str(sock), "kill-server"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=5, check=False)
+        pids = await asyncio.to_thread(pids_with_marker, f"{self.token}:{instance_id}")
+        return await asyncio.to_thread(kill_pids, pids)
+
+    async def destroy(self, instance_id: str) -> list[int]:
+        survivors = await self.stop(instance_id)
+        shutil.rmtree(self.node_dir(instance_id), ignore_errors=True)
+        return survivors
+
+    def processes(self, instance_id: str) -> list[int]:
+        return pids_with_marker(f"{self.token}:{instance_id}")
+
+    def sshd_alive(self, instance_id: str) -> bool:
+        p = self._procs.get(instance_id)
+        return bool(p and p.poll() is None)
+
+
+def _shq(v: str) -> str:
+    return "'" + str(v).replace("'", "'\"'\"'") + "'"
+
+
+def _tail(path: Path, n: int = 3) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(lines[-n:])
+    except OSError:
+        return ""
