@@ -43,6 +43,19 @@ def find_sftp_server() -> str | None:
     return None
 
 
+def find_nss_wrapper() -> str | None:
+    """libnss_wrapper (Debian: libnss-wrapper) lets a node's passwd entry point at the instance home, so
+    ``~user``, ``getpwnam().pw_dir`` and the session's start directory match a real container."""
+    import glob
+
+    for pattern in ("/usr/lib/*/libnss_wrapper.so", "/usr/lib64/libnss_wrapper.so", "/usr/lib/libnss_wrapper.so",
+                    "/usr/local/lib/libnss_wrapper.so", "/opt/homebrew/lib/libnss_wrapper.dylib"):
+        hits = sorted(glob.glob(pattern))
+        if hits:
+            return hits[0]
+    return None
+
+
 def loopback_supports_aliases() -> bool:
     """Linux routes all of 127/8 to lo; elsewhere only 127.0.0.1 is safe without root."""
     return sys.platform.startswith("linux")
@@ -175,6 +188,7 @@ class NodeManager:
         self.user = getpass.getuser()
         self.sshd = find_sshd()
         self.sftp = find_sftp_server()
+        self.nss_wrapper = find_nss_wrapper()
         self._procs: dict[str, subprocess.Popen] = {}
         self._blackholes: dict[str, list[socket.socket]] = {}
         self.is_root = os.geteuid() == 0
@@ -210,11 +224,36 @@ class NodeManager:
         if not smi.exists():
             shutil.copyfile(DATA / "nvidia_smi.py", smi)
             os.chmod(smi, 0o755)
+        if self.nss_wrapper:
+            self._write_nss_files(d)
         # the container environment as RunPod/Vast images expose it to ssh sessions
         envfile = d / "container.env"
         envfile.write_text("".join(f"export {k}={_shq(v)}\n" for k, v in sorted(spec.env.items())))
         os.chmod(envfile, 0o600)
         return d
+
+    def _write_nss_files(self, d: Path) -> None:
+        import pwd
+
+        home = str(d / "home")
+        rows = []
+        for pw in pwd.getpwall():
+            pw_dir = home if pw.pw_name == self.user else pw.pw_dir
+            rows.append(":".join([pw.pw_name, "x", str(pw.pw_uid), str(pw.pw_gid), pw.pw_gecos, pw_dir,
+                                  pw.pw_shell]))
+        if not any(r.startswith(self.user + ":") for r in rows):  # user from LDAP etc.: add it
+            rows.append(f"{self.user}:x:{os.getuid()}:{os.getgid()}::{home}:/bin/sh")
+        (d / "passwd").write_text("\n".join(rows) + "\n")
+        import grp
+
+        (d / "group").write_text("".join(f"{g.gr_name}:x:{g.gr_gid}:{','.join(g.gr_mem)}\n" for g in grp.getgrall()))
+
+    def nss_env(self, instance_id: str) -> dict[str, str]:
+        if not self.nss_wrapper:
+            return {}
+        d = self.node_dir(instance_id)
+        return {"LD_PRELOAD": self.nss_wrapper, "NSS_WRAPPER_PASSWD": str(d / "passwd"),
+                "NSS_WRAPPER_GROUP": str(d / "group")}
 
     def write_authorized_keys(self, instance_id: str, keys: list[str]) -> None:
         p = self.node_dir(instance_id) / "authorized_keys"
@@ -250,6 +289,7 @@ class NodeManager:
             "GPUOPS_SIM_GPU_FILE": str(d / "gpus.json"),
             "GPUOPS_SIM_CONTAINER_ENV": str(d / "container.env"),
             MARKER: f"{self.token}:{spec.instance_id}",
+            **self.nss_env(spec.instance_id),
         }
         for k in ("RUNPOD_POD_ID", "RUNPOD_PUBLIC_IP", "RUNPOD_TCP_PORT_22", "VAST_CONTAINERLABEL",
                   "VAST_TCP_PORT_22", "CONTAINER_ID", "PUBLIC_IPADDR"):
@@ -277,9 +317,10 @@ class NodeManager:
             "AllowTcpForwarding yes",
             "LogLevel ERROR",
             "SetEnv " + " ".join(f'{k}="{v}"' for k, v in setenv.items()),
-            # sessions start in the instance's home, as they would in a container
-            f"ForceCommand {d / 'bin' / 'session'}",
         ]
+        if not self.nss_wrapper:
+            # fallback without nss_wrapper: start sessions in the instance home and map ~user to it
+            lines.append(f"ForceCommand {d / 'bin' / 'session'}")
         if self.sftp:
             lines.append(f"Subsystem sftp {self.sftp}")
         else:
@@ -289,7 +330,9 @@ class NodeManager:
             "#!/bin/sh\n"
             "# sim node login: start in the instance home, honour the requested command (also sftp-server)\n"
             'cd "$HOME" 2>/dev/null || true\n'
-            'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec "${SHELL:-/bin/sh}" -c "$SSH_ORIGINAL_COMMAND"; fi\n'
+            'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then\n'
+            '  exec "${SHELL:-/bin/sh}" -c "$(printf %s "$SSH_ORIGINAL_COMMAND" | sed "s#~$(id -un)#~#g")"\n'
+            'fi\n'
             'exec "${SHELL:-/bin/sh}" -l\n'
         )
         os.chmod(session, 0o755)
@@ -308,7 +351,7 @@ class NodeManager:
             cfg = self._sshd_config(spec, ports)
             log = self.node_dir(spec.instance_id) / "sshd.log"
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), MARKER: f"{self.token}:{spec.instance_id}",
-                   "LANG": "C.UTF-8"}
+                   "LANG": "C.UTF-8", **self.nss_env(spec.instance_id)}
             proc = subprocess.Popen([self.sshd, "-D", "-e", "-f", str(cfg)], stdin=subprocess.DEVNULL,
                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True, close_fds=True)
@@ -341,6 +384,7 @@ class NodeManager:
             "TMUX_TMPDIR": str(d / "tmux"),
             "PATH": f"{d / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             MARKER: f"{self.token}:{spec.instance_id}",
+            **self.nss_env(spec.instance_id),
             **spec.env,
         }
         subprocess.Popen(["/bin/sh", "-c", spec.onstart], cwd=str(d / "home"), env=env, stdin=subprocess.DEVNULL,
