@@ -1,5 +1,10 @@
 # gpu.ops — self-installing entry points. `make demo` and `make test` are all a new user needs.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip.conf on some machines names index dirs that do not exist; keep installs readable
+# ansible-test --requirements echoes every pip step; show its test lines and errors only
+ATFILTER := grep -v -E "^(Collecting|Downloading|Installing|Successfully|Requirement already|  (Downloading|Using cached|Attempting|Found existing|Uninstalling|Successfully|Building|Created|Stored|Preparing|Getting|━)|Attempting uninstall|Found existing|Uninstalling|WARNING: Location|Looking in|Processing|Obtaining|Building|Created wheel|Stored in|Preparing|Getting requirements)" || true
+QUIETPIP := grep -v -e "is ignored: it is neither a file nor a directory" -e "BuildBackendWarning" -e "_filter_existing_files" || true
 .DEFAULT_GOAL := help
 
 # Newest Python >= 3.11 that really runs (pyenv shims can exist for versions that are not installed).
@@ -29,15 +34,15 @@ $(STAMP): pyproject.toml scripts/find-python
 	@if [ ! -x $(VPY) ] || ! $(VPY) -c 'import sys' 2>/dev/null; then \
 	  echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) -V))"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
 	@CORE=$$($(VPY) -c 'import sys; print("ansible-core>=2.21,<2.22" if sys.version_info >= (3, 12) else "ansible-core>=2.19,<2.20")'); \
-	  $(VPY) -m pip install -q --upgrade pip >/dev/null && \
-	  $(VPY) -m pip install -q -e '.[test]' "$$CORE"
+	  { $(VPY) -m pip install -q --upgrade pip && \
+	    $(VPY) -m pip install -q -e '.[test]' "$$CORE"; } 2>&1 | { $(QUIETPIP); }
 	@touch $(STAMP)
 
 $(ATSTAMP): pyproject.toml scripts/find-python
 	@if [ ! -x $(ATVENV)/bin/python ] || ! $(ATVENV)/bin/python -c 'import sys' 2>/dev/null; then \
 	  rm -rf $(ATVENV); $(PYTHON) -m venv $(ATVENV); fi
 	@CORE=$$($(ATVENV)/bin/python -c 'import sys; print("ansible-core>=2.21,<2.22" if sys.version_info >= (3, 12) else "ansible-core>=2.19,<2.20")'); \
-	  $(ATVENV)/bin/python -m pip install -q "$$CORE"
+	  $(ATVENV)/bin/python -m pip install -q "$$CORE" 2>&1 | { $(QUIETPIP); }
 	@scripts/ansible-test-offline-pip $(ATVENV)/bin/python
 	@touch $(ATSTAMP)
 
@@ -54,11 +59,11 @@ pytest: venv
 	$(VPY) -m pytest -n $${GPUOPS_TEST_WORKERS:-2} $(PYTEST_ARGS)
 
 sanity: venv $(ATSTAMP)
-	@cd $(COLL) && ../../../../$(ATVENV)/bin/ansible-test sanity --local --python $$(../../../../$(ATVENV)/bin/python -c 'import sys;print("%d.%d"%sys.version_info[:2])') --requirements --color no
+	@cd $(COLL) && ../../../../$(ATVENV)/bin/ansible-test sanity --local --python $$(../../../../$(ATVENV)/bin/python -c 'import sys;print("%d.%d"%sys.version_info[:2])') --requirements --color no 2>&1 | { $(ATFILTER); }
 	@$(MAKE) --no-print-directory units
 
 units: venv $(ATSTAMP)
-	@cd $(COLL) && ../../../../$(ATVENV)/bin/ansible-test units --local --python $$(../../../../$(ATVENV)/bin/python -c 'import sys;print("%d.%d"%sys.version_info[:2])') --requirements --color no
+	@cd $(COLL) && ../../../../$(ATVENV)/bin/ansible-test units --local --python $$(../../../../$(ATVENV)/bin/python -c 'import sys;print("%d.%d"%sys.version_info[:2])') --requirements --color no 2>&1 | { $(ATFILTER); }
 
 lint: venv
 	@$(VENV)/bin/ansible-lint --offline --profile production
