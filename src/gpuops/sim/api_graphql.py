@@ -120,8 +120,9 @@ def pod_gql(engine: Engine, inst: Instance) -> dict:
         for p in inst.ports:
             num, _, proto = p.partition("/")
             if num == "22" and proto == "tcp":
-                ports.append({"ip": inst.ip, "isIpPublic": True, "privatePort": 22, "publicPort": inst.ssh_port,
-                              "type": "tcp"})
+                # the SDK does not check isIpPublic, so the mapping still leads to the node
+                ports.append({"ip": inst.ip, "isIpPublic": inst.support_public_ip, "privatePort": 22,
+                              "publicPort": inst.ssh_port, "type": "tcp"})
             else:
                 ports.append({"ip": "100.65.0.101", "isIpPublic": False, "privatePort": int(num),
                               "publicPort": int(num), "type": proto})
@@ -142,7 +143,7 @@ def pod_gql(engine: Engine, inst: Instance) -> dict:
         "uptimeSeconds": runtime["uptimeInSeconds"] if runtime else 0, "runtime": runtime,
         "machine": {"podHostId": f"{inst.id}-{inst.host_id}", "gpuDisplayName": t.name if t else inst.gpu_type,
                     "gpuTypeId": inst.gpu_type, "dataCenterId": inst.data_center, "secureCloud": inst.cloud == "SECURE",
-                    "supportPublicIp": True, "location": inst.data_center,
+                    "supportPublicIp": inst.support_public_ip, "location": inst.data_center,
                     "gpuType": {"id": inst.gpu_type, "displayName": t.name if t else inst.gpu_type,
                                 "memoryInGb": t.memory_gb if t else 0}},
         "bidPerGpu": inst.bid, "interruptible": inst.interruptible,
@@ -236,6 +237,7 @@ class Resolvers:
             cuda_version=cuda, keys=[k for k in env.get("PUBLIC_KEY", "").splitlines() if k.strip()],
             args=input.get("dockerArgs") or "", volume_gb=input.get("volumeInGb") or 0,
             volume_mount_path=input.get("volumeMountPath") or "/workspace", boot_seconds=e.catalog.boot_seconds,
+            support_public_ip=input.get("supportPublicIp") is not False,
         )
         try:
             e._take_runpod_stock(inst)

@@ -65,7 +65,7 @@ def pod_json(engine: Engine, inst: Instance) -> dict:
         runtime = {"uptime": int(max(0, engine.clock.now() - (inst.started_at or engine.clock.now()))),
                    "gpus": [{"util": 0, "memoryUtil": 0} for _ in range(inst.gpu_count)],
                    "cpu": {"util": 1}, "memory": {"util": 3}, "ports": ports}
-        if has22 and inst.ssh_port:
+        if has22 and inst.ssh_port and inst.support_public_ip:
             user = engine.nodes.user
             direct = {"host": inst.ip, "port": inst.ssh_port, "username": user,
                       "command": f"ssh {user}@{inst.ip} -p {inst.ssh_port}"}

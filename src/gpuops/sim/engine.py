@@ -69,6 +69,7 @@ class Instance:
     onstart: str | None = None
     runtype: str = "ssh"
     direct_ssh: bool = True
+    support_public_ip: bool = True  # RunPod GraphQL supportPublicIp: false -> 22/tcp mapped, but not public
     keys: list[str] = field(default_factory=list)
     ip: str = "127.0.0.1"
     ssh_port: int | None = None  # direct (public) port of 22/tcp
