@@ -271,7 +271,11 @@ def run_playbook(playbook: str | Path, inventory: str | Path | None = None, extr
     cmd += args or []
     e = ansible_env(env)
     if json_output:
-        e["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
+        # ansible-core has no json stdout callback (ansible.posix.json is a separate collection): ship one
+        e["ANSIBLE_STDOUT_CALLBACK"] = "gpuops_json"
+        e["ANSIBLE_CALLBACK_PLUGINS"] = os.pathsep.join(
+            p for p in (str(Path(__file__).parent / "ansible_plugins" / "callback"),
+                        e.get("ANSIBLE_CALLBACK_PLUGINS", "")) if p)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e, cwd=str(cwd or REPO))
 
 

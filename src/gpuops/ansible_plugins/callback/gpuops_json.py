@@ -1,0 +1,68 @@
+"""Stdout callback for tests and tools: one JSON document at the end of the run.
+
+The shape follows ansible.posix.json (not part of ansible-core, and not installed here):
+``{"plays": [{"play": {...}, "tasks": [{"task": {"name", "id"}, "hosts": {host: result}}]}], "stats": {...}}``.
+Used by gpuops.testing.run_playbook(json_output=True).
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+name: gpuops_json
+type: stdout
+short_description: the whole run as one JSON document (ansible.posix.json shape)
+description: Collects every task result per host and prints one JSON document when the run ends.
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "stdout"
+    CALLBACK_NAME = "gpuops_json"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.plays: list[dict] = []
+
+    def v2_playbook_on_play_start(self, play):
+        self.plays.append({"play": {"name": play.get_name(), "id": str(play._uuid)}, "tasks": []})
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        if not self.plays:
+            self.plays.append({"play": {"name": "", "id": ""}, "tasks": []})
+        self.plays[-1]["tasks"].append({"task": {"name": task.get_name(), "id": str(task._uuid)}, "hosts": {}})
+
+    v2_playbook_on_handler_task_start = v2_playbook_on_task_start
+
+    def _record(self, result, **extra):
+        res = getattr(result, "result", None)
+        if res is None:
+            res = result._result
+        data = json.loads(self._dump_results(res, indent=None))
+        data.update(extra)
+        host = result.host if hasattr(result, "host") else result._host
+        task = result.task if hasattr(result, "task") else result._task
+        for entry in reversed(self.plays[-1]["tasks"] if self.plays else []):
+            if entry["task"]["id"] == str(task._uuid):
+                entry["hosts"][host.get_name()] = data
+                return
+
+    def v2_runner_on_ok(self, result, **kwargs):
+        self._record(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False, **kwargs):
+        self._record(result, failed=True)
+
+    def v2_runner_on_unreachable(self, result, **kwargs):
+        self._record(result, unreachable=True)
+
+    def v2_runner_on_skipped(self, result, **kwargs):
+        self._record(result, skipped=True)
+
+    def v2_playbook_on_stats(self, stats):
+        summary = {h: stats.summarize(h) for h in sorted(stats.processed)}
+        self._display.display(json.dumps({"plays": self.plays, "stats": summary}, indent=1, sort_keys=True))
