@@ -188,12 +188,13 @@ def test_create_422_contract_violations(rp):
     assert_problem(rp.post("/pods", json={**pod_body("x"), "env": {"A": 1}}), 422)
     assert_problem(rp.post("/pods", json={**pod_body("x"), "dataCenterIds": ["MARS-1"]}), 422)
     assert_problem(rp.post("/pods"), 422)
+    b = assert_problem(rp.post("/pods", json={"name": "x", "gpu": {"id": "NVIDIA GeForce RTX 4090"}}), 422)
+    assert b["errors"] == ["$: missing property 'image'"]  # required unless templateId (spec if/then)
     assert_problem(rp.post("/pods", data=b"{not json", headers={"Content-Type": "application/json"}), 400)
 
 
 def test_create_400_rule_violations(rp):
     assert_problem(rp.post("/pods", json={"name": "x", "image": "i"}), 400, "exactly one of gpu or cpu")
-    assert_problem(rp.post("/pods", json={"name": "x", "gpu": {"id": "NVIDIA GeForce RTX 4090"}}), 400, "image")
     assert_problem(rp.post("/pods", json={**pod_body("x"), "gpu": {"id": "NVIDIA Imaginary 9999"}}), 400,
                    "not found")
     assert_problem(rp.post("/pods", json={**pod_body("x"), "gpu": {

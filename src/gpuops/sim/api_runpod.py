@@ -100,6 +100,12 @@ def _cuda_ok(t_versions: list[str], allowed: list[str] | None, minimum: str | No
     return cands[0] if cands else None
 
 
+def _manufacturer(name: str) -> str:
+    """The v2 catalog's GpuManufacturer enum (the catalog YAML may say "Nvidia" as GraphQL does)."""
+    up = (name or "").upper()
+    return up if up in ("NVIDIA", "AMD") else "UNKNOWN"
+
+
 def build_router(engine: Engine, auth) -> APIRouter:
     r = APIRouter()
 
@@ -131,12 +137,12 @@ def build_router(engine: Engine, auth) -> APIRouter:
             req = RpCreatePodRequest.model_validate(data)
         except ValidationError as e:
             raise ApiError(422, "Request validation failed.", errors=pydantic_errors(e)) from None
+        if not req.image and not req.templateId:  # the spec's if/then: a schema violation, so 422
+            raise ApiError(422, "Request validation failed.", errors=["$: missing property 'image'"])
         if (req.gpu is None) == (req.cpu is None):
             raise ApiError(400, "exactly one of gpu or cpu must be set")
         if req.cpu is not None:
             raise ApiError(400, "CPU pods are not available in this region")
-        if not req.image and not req.templateId:
-            raise ApiError(400, "image is required unless templateId is set")
         if req.templateId:
             raise ApiError(404, f"template {req.templateId} not found")
         gpu = req.gpu
@@ -259,7 +265,8 @@ def build_router(engine: Engine, auth) -> APIRouter:
         cloud_f = q.get("cloud")
         gpus = []
         for t in engine.catalog.runpod_gpu_types.values():
-            g = {"id": t.id, "name": t.name, "pool": None, "manufacturer": t.manufacturer, "memory": t.memory_gb,
+            g = {"id": t.id, "name": t.name, "pool": None, "manufacturer": _manufacturer(t.manufacturer),
+                 "memory": t.memory_gb,
                  "secure": t.max_count.get("secure", 0) > 0, "community": t.max_count.get("community", 0) > 0,
                  "price": {"secure": t.price.get("secure", 0.0), "community": t.price.get("community", 0.0)},
                  "maxCount": {"secure": t.max_count.get("secure", 0), "community": t.max_count.get("community", 0)}}

@@ -136,7 +136,7 @@ def instance_json(engine: Engine, inst: Instance) -> dict:
         "template_id": None, "template_hash_id": None, "template_name": None,
         "ssh_host": inst.ip if running else f"ssh{int(inst.id) % 9 + 1}.vast.ai", "ssh_idx": str(int(inst.id) % 9 + 1),
         "ssh_port": inst.proxy_port if running else 20000 + int(inst.id) % 10000,
-        "machine_dir_ssh_port": None,
+        "machine_dir_ssh_port": 21000 + int(inst.id) % 10000,
         # the vendor's trailing newline, which clients must strip
         "public_ipaddr": inst.ip + "\n", "local_ipaddrs": "10.2.202.31 172.17.0.1 \n",
         "ports": ports, "direct_port_start": 41020, "direct_port_end": 41030,
@@ -179,6 +179,12 @@ def build_router(engine: Engine, auth) -> APIRouter:
             return json.loads(raw)
         except ValueError:
             raise ApiError(400, "error 400/3467: Invalid args: body is not valid JSON", code="invalid_args") from None
+
+    def ssh_key_body(data: Any) -> VastSshKey:
+        try:
+            return VastSshKey.model_validate(data)
+        except ValidationError:
+            raise ApiError(400, "No ssh key provided", code="no_ssh_key") from None
 
     def lookup(iid: str) -> Instance:
         if not str(iid).isdigit():
@@ -402,11 +408,21 @@ def build_router(engine: Engine, auth) -> APIRouter:
     @route("/api/v0/instances/bid_price/{iid}", ["PUT"])
     async def change_bid(iid: str, request: Request):
         auth(request)
-        inst = lookup(iid)
+        if not iid.isdigit():
+            raise ApiError(400, "invalid instance_id", code="invalid_args")
+        inst = engine.get(iid, "vast")
+        if inst is None:  # this endpoint's own 404 shape (spec)
+            raise ApiError(404, "Instance with that ID does not exist.", code="no_such_instance")
         try:
             req = VastChangeBid.model_validate(await body_json(request))
-        except ValidationError:
-            raise ApiError(400, "Invalid args: price must be a number", code="invalid_price") from None
+        except ValidationError as e:
+            first = e.errors()[0]
+            if first["loc"][:1] == ("price",):
+                msg = "Please set a bid price >= 0.001." if first["type"] != "less_than_equal" else \
+                    "Please set a bid price <= 32."
+            else:
+                msg = f"Invalid args: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            raise ApiError(400, msg, code="invalid_args") from None
         if not inst.interruptible:
             raise ApiError(400, "Invalid args: instance is not interruptible", code="invalid_args")
         inst.bid = req.price
@@ -417,7 +433,7 @@ def build_router(engine: Engine, auth) -> APIRouter:
     async def attach_ssh(iid: str, request: Request):
         auth(request)
         inst = lookup(iid)
-        req = VastSshKey.model_validate(await body_json(request))
+        req = ssh_key_body(await body_json(request))
         key = (req.ssh_key or "").strip()
         if not key:
             raise ApiError(400, "No ssh key provided", code="no_ssh_key")
@@ -431,7 +447,9 @@ def build_router(engine: Engine, auth) -> APIRouter:
     async def list_instance_ssh(iid: str, request: Request):
         auth(request)
         inst = lookup(iid)
-        return JSONResponse([{"id": n + 1, "key": k} for n, k in enumerate(inst.keys)])
+        # as the spec has it: the list is a JSON *string* under ssh_keys
+        keys = [{"id": n + 1, "name": f"key-{n + 1}", "public_key": k} for n, k in enumerate(inst.keys)]
+        return JSONResponse({"success": True, "ssh_keys": json.dumps(keys)})
 
     @route("/api/v0/ssh", ["GET"])
     async def list_keys(request: Request):
@@ -441,7 +459,7 @@ def build_router(engine: Engine, auth) -> APIRouter:
     @route("/api/v0/ssh", ["POST"])
     async def add_key(request: Request):
         auth(request)
-        req = VastSshKey.model_validate(await body_json(request))
+        req = ssh_key_body(await body_json(request))
         key = (req.ssh_key or "").strip()
         if not key:
             raise ApiError(400, "No ssh key provided", code="no_ssh_key")
@@ -460,8 +478,8 @@ def build_router(engine: Engine, auth) -> APIRouter:
         auth(request)
         before = len(engine.vast_account_keys)
         engine.vast_account_keys = [k for k in engine.vast_account_keys if str(k["id"]) != key_id]
-        if len(engine.vast_account_keys) == before:
-            raise ApiError(404, "SSH key not found", code="not_found")
+        if len(engine.vast_account_keys) == before:  # the spec answers an unknown key id with 400 no_ssh_key
+            raise ApiError(400, "No ssh key provided", code="no_ssh_key")
         return JSONResponse({"success": True})
 
     return r

@@ -126,10 +126,18 @@ class SimMiddleware:
         except ValueError:
             body = body.decode("utf-8", "replace")
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        query = scope.get("query_string", b"").decode()
+        # how the caller authenticated (never the key itself): for spec checks of the security scheme
+        if headers.get("authorization", "").lower().startswith("bearer "):
+            auth = "bearer"
+        elif "api_key=" in query:
+            auth = "query"
+        else:
+            auth = None
         self.rec.seq += 1
         self.rec.requests.append({
             "seq": self.rec.seq, "api": api, "method": method, "path": path,
-            "query": scope.get("query_string", b"").decode(), "content_type": headers.get("content-type"),
+            "query": query, "content_type": headers.get("content-type"), "auth": auth,
             "body": body, "status": status_box[0], "fault": fault.type if fault else None, "t": time.time(),
         })
 

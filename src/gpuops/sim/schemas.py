@@ -29,12 +29,12 @@ class RpCreateGpuConfig(_Strict):
 
 
 class RpCreateCpuConfig(_Strict):
-    flavorId: str | None = None
-    vcpuCount: int | None = Field(default=None, ge=1)
+    id: str = Field(min_length=1)  # CPU flavor, e.g. "cpu5c"
+    vcpuCount: int = Field(ge=2)
 
 
 class RpPersistentMount(_Strict):
-    size: int = Field(ge=1)
+    size: int = Field(ge=10)  # upstream enforces a 10 GB floor
     path: str
 
 
@@ -92,9 +92,10 @@ VAST_RUNTYPES = {"ssh", "jupyter", "args", "ssh_proxy", "ssh_direct", "ssh_direc
 
 
 class VastCreateInstance(BaseModel):
-    """PUT /api/v0/asks/{id}/. Unknown keys are accepted (the SDK sends client_id and more), known ones typed."""
+    """PUT /api/v0/asks/{id}/. Unknown keys are accepted (the SDK sends client_id and more), known ones typed
+    strictly as the spec types them ("20" is not a number, "yes" not a boolean)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     image: str | None = None
     template_hash_id: str | None = None
     label: str | None = None
@@ -107,6 +108,11 @@ class VastCreateInstance(BaseModel):
     onstart: str | None = None
     args: list[str] | None = None
     args_str: str | None = None
+    vm: bool | None = None
+    use_jupyter_lab: bool | None = None
+    python_utf8: bool | None = None
+    lang_utf8: bool | None = None
+    force: bool | None = None
 
     @field_validator("runtype")
     @classmethod
@@ -121,19 +127,22 @@ class VastCreateInstance(BaseModel):
 
 
 class VastManageInstance(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     state: Literal["stopped", "running"] | None = None
     label: str | None = Field(default=None, max_length=1024)
 
 
 class VastSshKey(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     ssh_key: str | None = None
 
 
 class VastChangeBid(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    price: float = Field(ge=0.001, le=128.0)
+    """PUT /api/v0/instances/bid_price/{id}/: the spec requires client_id ("me") and caps the bid at 32."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    client_id: str
+    price: float = Field(ge=0.001, le=32.0)
 
 
 def parse_vast_env(env: str | dict | None) -> tuple[dict[str, str], list[str]]:
