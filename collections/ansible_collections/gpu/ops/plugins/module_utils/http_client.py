@@ -1,0 +1,376 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The one HTTP client of gpu.ops (RunPod REST v2 + GraphQL, Vast).
+
+PRIVATE to the collection: the API may change between releases.
+
+* Bearer auth, a per-request timeout and a total deadline for a request and all its retries.
+* Retries with jittered exponential backoff on 429 (honouring ``Retry-After``), 502/503/504 and
+  connection errors. Requests that create something (``idempotent=False``) are retried only where
+  the server cannot have acted (429, 503, a connection never established); a 502/504 or a read
+  timeout there raises :class:`AmbiguousError` so the caller can look before it creates again.
+* RFC 9457 problem details, GraphQL ``errors[]`` and Vast ``{"error","msg"}`` bodies become one
+  clear message in a typed :class:`ApiError` with a ``category`` callers can act on.
+* API keys are redacted from every message and exception.
+
+No Ansible imports: the inventory plugin uses this module too.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import re
+import time
+
+try:
+    import requests
+    from requests import exceptions as req_exc
+except ImportError as _imp_err:  # reported by the caller with missing_required_lib("requests")
+    requests = None
+    req_exc = None
+    REQUESTS_IMPORT_ERROR = _imp_err
+    HAS_REQUESTS = False
+else:
+    REQUESTS_IMPORT_ERROR = None
+    HAS_REQUESTS = True
+
+USER_AGENT = "gpu.ops/0.1.0 (+https://github.com/gpu-ops/gpu.ops)"
+RETRY_STATUSES = frozenset((429, 502, 503, 504))
+# for requests that create something: statuses where the server certainly did not act
+SAFE_RETRY_STATUSES = frozenset((429, 503))
+REDACTED = "********"
+
+# error categories callers act on (offer failover, bad-input messages, teardown decisions)
+AUTH = "auth"
+FORBIDDEN = "forbidden"
+NOT_FOUND = "not_found"
+NO_CAPACITY = "no_capacity"
+OFFER_GONE = "offer_gone"
+INSUFFICIENT_FUNDS = "insufficient_funds"
+INVALID_REQUEST = "invalid_request"
+CONFLICT = "conflict"
+RATE_LIMITED = "rate_limited"
+UNAVAILABLE = "unavailable"
+AMBIGUOUS = "ambiguous"
+QUOTA = "quota"
+ERROR = "error"
+
+
+class ApiError(Exception):
+    """A failed API call, already redacted.
+
+    ``category`` is one of the module constants (AUTH, NO_CAPACITY, ...); ``status`` the HTTP status
+    (None for transport errors); ``provider`` "runpod" or "vast"; ``details`` extra facts (the
+    vendor's error code, validation errors, attempts made).
+    """
+
+    def __init__(self, message, status=None, category=ERROR, provider=None, details=None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.category = category
+        self.provider = provider
+        self.details = details or {}
+
+    def __str__(self):
+        return self.message
+
+    def to_dict(self):
+        return {"message": self.message, "status": self.status, "category": self.category,
+                "provider": self.provider, "details": self.details}
+
+
+class AmbiguousError(ApiError):
+    """A create may or may not have happened (502/504 or a read timeout on a non-idempotent call)."""
+
+
+class Redactor:
+    """Replaces secrets (API keys) in any text; also masks ``api_key=`` parameters and Bearer tokens."""
+
+    _PATTERNS = (
+        re.compile(r"(?i)(api_key=)[^&\s\"']+"),
+        re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+        re.compile(r"(?i)(\"?authorization\"?\s*[:=]\s*\"?)[^\"',}]+"),
+    )
+
+    def __init__(self, secrets=()):
+        self.secrets = [s for s in secrets if s and len(str(s)) >= 4]
+
+    def add(self, secret):
+        if secret and len(str(secret)) >= 4 and secret not in self.secrets:
+            self.secrets.append(secret)
+
+    def __call__(self, text):
+        if text is None:
+            return text
+        out = str(text)
+        for s in sorted(self.secrets, key=len, reverse=True):
+            out = out.replace(str(s), REDACTED)
+        for pat in self._PATTERNS:
+            out = pat.sub(lambda m: m.group(1) + REDACTED, out)
+        return out
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def _truncate(text, limit=400):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def error_text(body, raw_text=""):
+    """One line out of any vendor error body (problem details, GraphQL, Vast, plain text)."""
+    if isinstance(body, dict):
+        parts = []
+        if isinstance(body.get("errors"), list) and body["errors"] and "title" not in body and "detail" not in body:
+            # GraphQL: errors[] of {message, path, extensions}
+            msgs = []
+            for e in body["errors"]:
+                if isinstance(e, dict):
+                    msg = e.get("message") or json.dumps(e)
+                    path = e.get("path")
+                    if path:
+                        msg = "%s (at %s)" % (msg, ".".join(str(p) for p in path))
+                    msgs.append(msg)
+                else:
+                    msgs.append(str(e))
+            return _truncate("; ".join(msgs))
+        if "detail" in body or "title" in body:  # RFC 9457
+            title = body.get("title")
+            detail = body.get("detail")
+            if detail and title and str(detail).lower() != str(title).lower():
+                parts.append("%s: %s" % (title, detail))
+            else:
+                parts.append(str(detail or title))
+            errs = body.get("errors")
+            if isinstance(errs, list) and errs:
+                parts.append("(%s)" % "; ".join(str(e) for e in errs[:10]))
+            return _truncate(" ".join(parts))
+        for key in ("msg", "message", "error_msg", "error", "detail"):
+            val = body.get(key)
+            if val:
+                if key == "msg" and body.get("error") and str(body["error"]) not in str(val):
+                    return _truncate("%s: %s" % (body["error"], val))
+                return _truncate(val)
+        return _truncate(json.dumps(body))
+    if isinstance(body, list):
+        return _truncate(json.dumps(body))
+    return _truncate(raw_text or "(empty body)")
+
+
+def default_category(status, body, text):
+    if status == 401:
+        return AUTH
+    if status == 403:
+        return FORBIDDEN
+    if status == 402:
+        return INSUFFICIENT_FUNDS
+    if status == 404:
+        return NOT_FOUND
+    if status == 409:
+        return CONFLICT
+    if status in (400, 410, 422):
+        return INVALID_REQUEST
+    if status == 429:
+        return RATE_LIMITED
+    if status is not None and status >= 500:
+        return UNAVAILABLE
+    return ERROR
+
+
+class Response:
+    __slots__ = ("status", "headers", "data", "text", "attempts")
+
+    def __init__(self, status, headers, data, text, attempts):
+        self.status = status
+        self.headers = headers
+        self.data = data
+        self.text = text
+        self.attempts = attempts
+
+
+class HttpClient:
+    """One vendor API at one base URL.
+
+    ``classify(status, body, text)`` maps an error answer to a category (providers refine the
+    defaults: RunPod's capacity 400, Vast's no_such_ask ...). ``sleep`` and ``clock`` are injectable
+    for tests. ``stats`` counts requests, retries and time slept.
+    """
+
+    def __init__(self, base_url, api_key=None, provider="api", service="API", timeout=30.0, deadline=120.0,
+                 max_retries=8, backoff_base=0.25, backoff_max=30.0, user_agent=USER_AGENT, classify=None,
+                 sleep=None, clock=None, session=None, extra_headers=None):
+        if not HAS_REQUESTS:
+            raise ApiError("the Python library 'requests' is required", category=ERROR, provider=provider)
+        self.base_url = str(base_url or "").rstrip("/")
+        self.api_key = api_key
+        self.provider = provider
+        self.service = service
+        self.timeout = float(timeout)
+        self.deadline = float(deadline)
+        self.max_retries = int(max_retries)
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.classify = classify or default_category
+        self.sleep = sleep or time.sleep
+        self.clock = clock or time.monotonic
+        self.redact = Redactor([api_key] if api_key else [])
+        self.session = session or requests.Session()
+        self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+        if extra_headers:
+            self.session.headers.update(extra_headers)
+        self.stats = {"requests": 0, "retries": 0, "slept": 0.0}
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------ helpers
+    def url(self, path):
+        if path.startswith("http://") or path.startswith("https://"):
+            return path
+        if not path:
+            return self.base_url
+        return self.base_url + ("" if path.startswith("/") else "/") + path
+
+    def _backoff(self, attempt):
+        """Full-jitter exponential backoff: a random delay in [cap/2, cap], cap = base * 2**attempt."""
+        cap = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        return cap / 2.0 + self._rng.uniform(0, cap / 2.0)
+
+    def _headers(self, json_body):
+        h = {}
+        if self.api_key:
+            h["Authorization"] = "Bearer %s" % self.api_key
+        if json_body is not None:
+            h["Content-Type"] = "application/json"
+        return h
+
+    def _error(self, status, body, text, what, attempts, retry_after=None):
+        message = error_text(body, text)
+        cat = self.classify(status, body, text)
+        details = {"attempts": attempts}
+        if isinstance(body, dict):
+            for key in ("error", "code", "errors", "ask_id"):
+                if key in body:
+                    details[key] = body[key]
+        if retry_after is not None:
+            details["retry_after"] = retry_after
+        msg = "%s %s: HTTP %s: %s" % (self.service, what, status, message)
+        return ApiError(self.redact(msg), status=status, category=cat, provider=self.provider,
+                        details=json.loads(self.redact(json.dumps(details, default=str))))
+
+    # ------------------------------------------------------------------ the call
+    def request(self, method, path, json_body=None, params=None, ok=(200, 201, 204), idempotent=None,
+                what=None, deadline=None):
+        """Send one logical request (with retries); return :class:`Response` or raise :class:`ApiError`."""
+        method = method.upper()
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "DELETE", "OPTIONS")
+        what = what or "%s %s" % (method, path.split("?")[0])
+        url = self.url(path)
+        total = self.deadline if deadline is None else float(deadline)
+        end = self.clock() + total
+        attempt = 0
+        last_error = None
+        data = None if json_body is None else json.dumps(json_body)
+        while True:
+            attempt += 1
+            self.stats["requests"] += 1
+            remaining = end - self.clock()
+            timeout = max(0.5, min(self.timeout, remaining)) if remaining > 0 else 0.5
+            wait = None
+            try:
+                resp = self.session.request(method, url, data=data, params=params, headers=self._headers(json_body),
+                                            timeout=timeout, allow_redirects=False)
+            except req_exc.RequestException as e:  # pylint: disable=catching-non-exception
+                connect_phase = isinstance(e, (req_exc.ConnectTimeout,)) or (
+                    isinstance(e, req_exc.ConnectionError) and not isinstance(e, req_exc.ReadTimeout)
+                    and _never_sent(e))
+                reason = self.redact(_exc_text(e))
+                if not idempotent and not connect_phase:
+                    raise AmbiguousError(
+                        self.redact("%s %s: no answer (%s); the request may have been processed" % (
+                            self.service, what, reason)),
+                        category=AMBIGUOUS, provider=self.provider, details={"attempts": attempt})
+                last_error = ApiError(self.redact("%s %s: connection failed: %s" % (self.service, what, reason)),
+                                      category=UNAVAILABLE, provider=self.provider, details={"attempts": attempt})
+            else:
+                text = resp.text or ""
+                body = None
+                if text:
+                    try:
+                        body = resp.json()
+                    except ValueError:
+                        body = None
+                if resp.status_code in ok:
+                    return Response(resp.status_code, resp.headers, body, text, attempt)
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                err = self._error(resp.status_code, body, text, what, attempt, retry_after)
+                retryable = RETRY_STATUSES if idempotent else SAFE_RETRY_STATUSES
+                if resp.status_code not in retryable or err.category == QUOTA:
+                    if not idempotent and resp.status_code in (502, 504):
+                        raise AmbiguousError(err.message + " (the request may have been processed)",
+                                             status=err.status, category=AMBIGUOUS, provider=self.provider,
+                                             details=err.details)
+                    raise err
+                last_error = err
+                if resp.status_code == 429 and retry_after is not None:
+                    # honour the server's wait, plus a little jitter so parallel clients spread out
+                    wait = retry_after + self._rng.uniform(0, min(0.25, self.backoff_base))
+            if attempt > self.max_retries:
+                last_error.message = "%s (gave up after %d attempts)" % (last_error.message, attempt)
+                raise last_error
+            if wait is None:
+                wait = self._backoff(attempt - 1)
+            remaining = end - self.clock()
+            if wait >= remaining:
+                last_error.message = "%s (gave up after %d attempts in %.0fs: the next retry would pass the %.0fs deadline)" % (
+                    last_error.message, attempt, total - max(0.0, remaining), total)
+                raise last_error
+            self.stats["retries"] += 1
+            self.stats["slept"] += wait
+            self.sleep(wait)
+
+    # convenience
+    def get(self, path, params=None, **kw):
+        return self.request("GET", path, params=params, **kw)
+
+    def post(self, path, json_body=None, **kw):
+        return self.request("POST", path, json_body=json_body, **kw)
+
+    def put(self, path, json_body=None, **kw):
+        return self.request("PUT", path, json_body=json_body, **kw)
+
+    def delete(self, path, json_body=None, **kw):
+        return self.request("DELETE", path, json_body=json_body, **kw)
+
+
+def _exc_text(e):
+    text = str(e) or e.__class__.__name__
+    return _truncate(text, 300)
+
+
+def _never_sent(e):
+    """True when a ConnectionError happened before the request reached the server."""
+    text = str(e).lower()
+    return any(s in text for s in ("connection refused", "name or service not known", "failed to establish",
+                                   "nodename nor servname", "no route to host", "network is unreachable",
+                                   "temporary failure in name resolution"))

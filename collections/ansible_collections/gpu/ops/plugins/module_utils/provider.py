@@ -1,0 +1,386 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The provider interface every GPU cloud adapter implements, and the normalized data it returns.
+
+PRIVATE to the collection: the API may change between releases.
+
+* :class:`Instance` -- one instance as every module, the inventory plugin and the reaper see it.
+* :class:`Offer` -- one rentable configuration (RunPod: a GPU type in a cloud; Vast: an ask).
+* :class:`Provider` -- ``find_offers``, ``create``, ``get``, ``list``, ``find_by_name``, ``start``,
+  ``stop``, ``restart``, ``terminate``.
+* GPU model names normalized across providers ("NVIDIA GeForce RTX 4090" == "RTX 4090" == "4090").
+* Ownership labels (run_id, owner, expires_at) and their encodings.
+* Offer filters and ranking (plain AND-ed filters, no operator DSL).
+
+No Ansible imports: the inventory plugin uses this module too.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import re
+
+from ansible_collections.gpu.ops.plugins.module_utils.http_client import ApiError
+
+STATUSES = ("pending", "running", "stopped", "terminated", "error")
+LABEL_KEYS = ("run_id", "owner", "expires_at")
+# RunPod has no labels: they travel as env vars on the pod (returned by GET /v2/pods)
+LABEL_ENV = {"run_id": "GPUOPS_RUN_ID", "owner": "GPUOPS_OWNER", "expires_at": "GPUOPS_EXPIRES_AT"}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9._:+-]{1,100}$")
+
+
+class ConfigError(ApiError):
+    """Bad input found before any API call that costs money."""
+
+    def __init__(self, message, details=None):
+        super().__init__(message, category="invalid_input", details=details)
+
+
+# ---------------------------------------------------------------------------- normalized types
+class Instance:
+    """A provider-neutral view of one instance (ARCHITECTURE section 3)."""
+
+    FIELDS = ("id", "name", "provider", "status", "ssh_host", "ssh_port", "ssh_user", "gpu_type", "gpu_model",
+              "gpu_count", "price_per_hour", "interruptible", "labels", "created_at", "provider_status", "image",
+              "region", "offer_id", "status_message")
+
+    def __init__(self, **kw):
+        for f in self.FIELDS:
+            setattr(self, f, kw.pop(f, None))
+        if kw:
+            raise TypeError("unknown Instance fields: %s" % ", ".join(sorted(kw)))
+        if self.labels is None:
+            self.labels = {}
+        if self.status not in STATUSES:
+            raise ValueError("status %r is not one of %s" % (self.status, ", ".join(STATUSES)))
+        if self.gpu_model is None and self.gpu_type:
+            self.gpu_model = canonical_gpu_model(self.gpu_type)
+
+    @property
+    def ssh_ready_address(self):
+        """(host, port) when the API reports a direct SSH endpoint, else None."""
+        if self.ssh_host and self.ssh_port:
+            return self.ssh_host, int(self.ssh_port)
+        return None
+
+    def to_dict(self):
+        d = {f: getattr(self, f) for f in self.FIELDS}
+        d["labels"] = dict(self.labels)
+        return d
+
+    def __repr__(self):
+        return "Instance(%s %s %r %s)" % (self.provider, self.id, self.name, self.status)
+
+
+class Offer:
+    """One rentable configuration, normalized. ``price_per_hour`` is for the whole instance."""
+
+    FIELDS = ("provider", "offer_id", "gpu_model", "gpu_type", "gpu_count", "vram_gb", "price_per_hour",
+              "price_per_gpu_hour", "interruptible", "min_bid", "region", "country", "data_centers", "cuda_version",
+              "cuda_versions", "reliability", "cloud_type", "availability", "verified", "disk_gb", "vcpus",
+              "ram_gb", "inet_down_mbps")
+
+    def __init__(self, **kw):
+        for f in self.FIELDS:
+            setattr(self, f, kw.pop(f, None))
+        if kw:
+            raise TypeError("unknown Offer fields: %s" % ", ".join(sorted(kw)))
+        if self.gpu_model is None and self.gpu_type:
+            self.gpu_model = canonical_gpu_model(self.gpu_type)
+        if self.price_per_gpu_hour is None and self.price_per_hour is not None and self.gpu_count:
+            self.price_per_gpu_hour = round(float(self.price_per_hour) / int(self.gpu_count), 4)
+
+    def to_dict(self):
+        d = {f: getattr(self, f) for f in self.FIELDS}
+        d["data_centers"] = list(self.data_centers or [])
+        d["cuda_versions"] = list(self.cuda_versions or [])
+        return d
+
+    def __repr__(self):
+        return "Offer(%s %s %s x%s $%s/h)" % (
+            self.provider, self.offer_id, self.gpu_model, self.gpu_count, self.price_per_hour)
+
+
+class Provider:
+    """The interface. Adapters raise :class:`ApiError` (with a category) and never touch Ansible."""
+
+    name = "provider"
+
+    def find_offers(self, filters):
+        """Offers matching an :class:`OfferFilters`, unsorted."""
+        raise NotImplementedError
+
+    def create(self, spec):
+        """Create an instance from a dict spec; return its :class:`Instance` (usually still pending)."""
+        raise NotImplementedError
+
+    def get(self, instance_id):
+        """The :class:`Instance`, or None when it does not exist (any more)."""
+        raise NotImplementedError
+
+    def list(self, filters=None):
+        """Every instance of the account (one paginated listing, no per-instance calls)."""
+        raise NotImplementedError
+
+    def find_by_name(self, name):
+        """Instances whose name (RunPod) / label name (Vast) equals ``name`` and are not terminated."""
+        return [i for i in self.list() if i.name == name and i.status != "terminated"]
+
+    def start(self, instance, **kw):
+        raise NotImplementedError
+
+    def stop(self, instance):
+        raise NotImplementedError
+
+    def restart(self, instance):
+        raise NotImplementedError
+
+    def terminate(self, instance_id):
+        """Destroy; True when something was destroyed, False when it was already gone."""
+        raise NotImplementedError
+
+
+def filter_instances(instances, name=None, name_prefix=None, ids=None, run_id=None, owner=None, statuses=None):
+    out = []
+    ids = set(str(i) for i in ids) if ids else None
+    for inst in instances:
+        if name is not None and inst.name != name:
+            continue
+        if name_prefix and not (inst.name or "").startswith(name_prefix):
+            continue
+        if ids is not None and str(inst.id) not in ids:
+            continue
+        if run_id and inst.labels.get("run_id") != run_id:
+            continue
+        if owner and inst.labels.get("owner") != owner:
+            continue
+        if statuses and inst.status not in statuses:
+            continue
+        out.append(inst)
+    return out
+
+
+# ---------------------------------------------------------------------------- GPU model names
+_VENDOR_WORDS = {"nvidia", "geforce", "tesla", "amd", "radeon", "instinct"}
+
+
+def gpu_tokens(name):
+    """Lower-case tokens of a GPU name without vendor words: "NVIDIA GeForce RTX 4090" -> ["rtx", "4090"]."""
+    s = str(name or "").lower().replace("_", " ").replace("-", " ")
+    s = re.sub(r"\b(rtx|gtx)(\d)", r"\1 \2", s)
+    return [t for t in s.split() if t and t not in _VENDOR_WORDS]
+
+
+def canonical_gpu_model(name):
+    """A display name without vendor words, upper-cased model tokens: "NVIDIA GeForce RTX 4090" -> "RTX 4090"."""
+    toks = gpu_tokens(name)
+    out = []
+    for t in toks:
+        if t in ("pcie", "sxm", "sxm4", "sxm5", "nvl", "hbm3", "ada"):
+            out.append({"pcie": "PCIe", "ada": "Ada"}.get(t, t.upper()))
+        elif re.match(r"^\d+gb$", t):
+            out.append(t[:-2] + "GB")
+        else:
+            out.append(t.upper())
+    return " ".join(out)
+
+
+def gpu_matches(query, name):
+    """True when every token of ``query`` is a token of ``name`` ("A100" matches "A100 80GB PCIe")."""
+    q = gpu_tokens(query)
+    n = gpu_tokens(name)
+    return bool(q) and all(t in n for t in q)
+
+
+def gpu_close_matches(query, names, n=5):
+    """Names close to ``query`` for an 'unknown GPU type' message."""
+    canon = {}
+    for name in names:
+        canon.setdefault(canonical_gpu_model(name).lower(), name)
+    keys = difflib.get_close_matches(canonical_gpu_model(query).lower(), list(canon), n=n, cutoff=0.4)
+    partial = [k for k in canon if any(t in gpu_tokens(k) for t in gpu_tokens(query)) and k not in keys]
+    return [canon[k] for k in keys + partial][:n]
+
+
+# ---------------------------------------------------------------------------- labels
+def utc_iso(ts):
+    return datetime.datetime.fromtimestamp(int(ts), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value):
+    """Epoch seconds from an ISO 8601 UTC time (as written by :func:`utc_iso`), None if unparsable."""
+    if value is None:
+        return None
+    v = str(value).strip()
+    if v.endswith("Z"):
+        v = v[:-1] + "+00:00"
+    try:
+        dt = datetime.datetime.fromisoformat(v)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return dt.timestamp()
+
+
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(value):
+    """Seconds from "90m", "12h", "2d", "3600" or "3600s"; raises ValueError."""
+    v = str(value).strip().lower()
+    m = re.match(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$", v)
+    if not m:
+        raise ValueError("ttl %r is not a duration like 90m, 12h or 2d" % (value,))
+    secs = float(m.group(1)) * _TTL_UNITS[m.group(2) or "s"]
+    if secs <= 0:
+        raise ValueError("ttl must be greater than zero")
+    return int(secs)
+
+
+def make_labels(run_id, owner, expires_at):
+    labels = {"run_id": run_id, "owner": owner, "expires_at": expires_at}
+    for k, v in labels.items():
+        if v is not None and not LABEL_VALUE_RE.match(str(v)):
+            raise ConfigError("%s %r may only contain letters, digits and . _ : + - (at most 100 characters)" % (k, v))
+    return {k: v for k, v in labels.items() if v is not None}
+
+
+def labels_to_env(labels):
+    return {LABEL_ENV[k]: str(v) for k, v in labels.items() if k in LABEL_ENV and v is not None}
+
+
+def labels_from_env(env):
+    env = env or {}
+    return {k: env[e] for k, e in LABEL_ENV.items() if env.get(e)}
+
+
+def encode_vast_label(name, labels):
+    """Vast label: ``<name>;run_id=<r>;owner=<o>;expires_at=<iso>`` (plain ``<name>`` without labels)."""
+    parts = [name] + ["%s=%s" % (k, labels[k]) for k in LABEL_KEYS if labels.get(k)]
+    return ";".join(parts)
+
+
+def decode_vast_label(label):
+    """(name, labels) from a Vast label written by :func:`encode_vast_label`; foreign labels are names."""
+    if not label:
+        return "", {}
+    parts = str(label).split(";")
+    labels = {}
+    for p in parts[1:]:
+        k, sep, v = p.partition("=")
+        if sep and k in LABEL_KEYS:
+            labels[k] = v
+        else:
+            return str(label), {}
+    return parts[0], labels
+
+
+def validate_name(name, what="name"):
+    if not NAME_RE.match(str(name or "")):
+        raise ConfigError("%s %r must start with a letter or digit and contain only letters, digits and . _ - "
+                          "(at most 63 characters)" % (what, name))
+
+
+# ---------------------------------------------------------------------------- offers
+class OfferFilters:
+    """What the user asks for. All filters are AND-ed; a list within one filter is OR-ed.
+
+    gpu: list of model names ("RTX 4090", "4090", "A100"); gpu_count: GPUs per instance (exact);
+    min_vram_gb: per GPU; max_price_per_hour: whole instance; regions: country codes ("US") or RunPod
+    data center ids ("EU-RO-1"); min_cuda_version: "12.4"; min_reliability: 0..1 (offers with no
+    figure, i.e. RunPod, pass); interruptible: spot/bid offers instead of on-demand; cloud_type:
+    RunPod SECURE/COMMUNITY; verified_only: Vast verified machines.
+    """
+
+    def __init__(self, gpu=None, gpu_count=1, min_vram_gb=None, max_price_per_hour=None, regions=None,
+                 min_cuda_version=None, min_reliability=None, interruptible=False, cloud_type=None,
+                 verified_only=True, min_disk_gb=None):
+        self.gpu = [g for g in (gpu or []) if g]
+        self.gpu_count = int(gpu_count or 1)
+        self.min_vram_gb = min_vram_gb
+        self.max_price_per_hour = max_price_per_hour
+        self.regions = [r.upper() for r in (regions or []) if r]
+        self.min_cuda_version = str(min_cuda_version) if min_cuda_version else None
+        self.min_reliability = min_reliability
+        self.interruptible = bool(interruptible)
+        self.cloud_type = cloud_type
+        self.verified_only = verified_only
+        self.min_disk_gb = min_disk_gb
+
+    def matches(self, offer, ignore_price=False):
+        """Client-side check of every filter (providers also filter server-side where they can)."""
+        if self.gpu and not any(gpu_matches(g, offer.gpu_type) or gpu_matches(g, offer.gpu_model or "")
+                                for g in self.gpu):
+            return False
+        if offer.gpu_count != self.gpu_count:
+            return False
+        if self.min_vram_gb is not None and (offer.vram_gb is None or offer.vram_gb < self.min_vram_gb):
+            return False
+        if not ignore_price and self.max_price_per_hour is not None and (
+                offer.price_per_hour is None or offer.price_per_hour > self.max_price_per_hour):
+            return False
+        if self.regions and not region_matches(self.regions, offer):
+            return False
+        if self.min_cuda_version and not cuda_at_least(offer.cuda_version, self.min_cuda_version):
+            return False
+        if self.min_reliability is not None and offer.reliability is not None and \
+                offer.reliability < self.min_reliability:
+            return False
+        if bool(offer.interruptible) != self.interruptible:
+            return False
+        if self.min_disk_gb is not None and offer.disk_gb is not None and offer.disk_gb < self.min_disk_gb:
+            return False
+        return True
+
+
+def region_matches(regions, offer):
+    wanted = set(regions)
+    if offer.country and offer.country.upper() in wanted:
+        return True
+    return any(dc.upper() in wanted or dc_country(dc) in wanted for dc in (offer.data_centers or []))
+
+
+def dc_country(dc):
+    """Country of a RunPod data center id: "US-TX-3" -> "US", "EU-RO-1" -> "RO", "CA-MTL-1" -> "CA"."""
+    parts = str(dc).upper().split("-")
+    if len(parts) >= 2 and parts[0] in ("EU", "AP", "OC", "SA", "AF", "ME"):
+        return parts[1]
+    return parts[0]
+
+
+def version_key(v):
+    out = []
+    for p in str(v).split("."):
+        try:
+            out.append(int(p))
+        except ValueError:
+            out.append(0)
+    while len(out) < 2:
+        out.append(0)
+    return tuple(out)
+
+
+def cuda_at_least(have, want):
+    if have is None:
+        return False
+    return version_key(have) >= version_key(want)
+
+
+SORT_KEYS = {
+    "price": lambda o: (o.price_per_hour if o.price_per_hour is not None else float("inf"),
+                        -(o.reliability or 0)),
+    "price_per_gpu": lambda o: (o.price_per_gpu_hour if o.price_per_gpu_hour is not None else float("inf"),
+                                o.price_per_hour or 0),
+    "reliability": lambda o: (-(o.reliability if o.reliability is not None else 0.0), o.price_per_hour or 0),
+    "vram": lambda o: (-(o.vram_gb or 0), o.price_per_hour or 0),
+}
+
+
+def rank_offers(offers, sort_by="price"):
+    """Sorted copy (stable; ties keep provider order), cheapest first by default."""
+    key = SORT_KEYS[sort_by]
+    return sorted(offers, key=lambda o: (key(o), str(o.provider), str(o.offer_id)))

@@ -1,0 +1,323 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""SSH keys and readiness: key checks before money is spent, and waiting until SSH really works.
+
+PRIVATE to the collection: the API may change between releases.
+
+Readiness is: the API reports the instance running with a direct SSH endpoint, then a TCP connect,
+an ``SSH-`` banner and a real ``ssh ... true`` with the user's key and a per-run known_hosts file.
+Polls start at 0.1 s and back off (x1.5) to ``poll_interval``; there is no fixed sleep anywhere.
+Several instances are waited for together in one loop, so N nodes take as long as the slowest.
+
+Commands (``ssh``, ``ssh-keygen``) run through an injected ``run(argv) -> (rc, stdout, stderr)``,
+``AnsibleModule.run_command`` in modules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import time
+
+from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError
+
+PUBKEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
+                       r"@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$")
+MAX_KEY_BYTES = 64 * 1024
+
+
+# ---------------------------------------------------------------------------- keys
+def check_private_key(path):
+    """Raise ConfigError unless ``path`` is a private key ssh will use (exists, readable, 0600-ish, sane)."""
+    path = os.path.expanduser(str(path))
+    if not os.path.exists(path):
+        raise ConfigError("ssh_private_key_file %s does not exist" % path)
+    if not os.path.isfile(path):
+        raise ConfigError("ssh_private_key_file %s is not a regular file" % path)
+    st = os.stat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise ConfigError("ssh_private_key_file %s is accessible by group or others (mode %04o); ssh refuses such "
+                          "keys: run chmod 600 %s" % (path, mode, path))
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MAX_KEY_BYTES + 1)
+    except OSError as e:
+        raise ConfigError("ssh_private_key_file %s is not readable: %s" % (path, e.strerror)) from None
+    if len(head) > MAX_KEY_BYTES:
+        raise ConfigError("ssh_private_key_file %s is larger than %d bytes; that is not an SSH private key" % (
+            path, MAX_KEY_BYTES))
+    if b"PRIVATE KEY-----" not in head:
+        raise ConfigError("ssh_private_key_file %s does not look like a PEM/OpenSSH private key" % path)
+    return path
+
+
+def validate_public_key(key, source="ssh_public_key"):
+    key = (key or "").strip()
+    if "\n" in key:
+        lines = [k.strip() for k in key.splitlines() if k.strip()]
+        for k in lines:
+            validate_public_key(k, source)
+        return "\n".join(lines)
+    if not PUBKEY_RE.match(key):
+        raise ConfigError("%s is not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment', got %r)" % (
+            source, key[:40] + ("..." if len(key) > 40 else "")))
+    return key
+
+
+def load_public_key(public_key=None, public_key_file=None, private_key_file=None):
+    """The public key to inject: the option, else the file, else ``<private key>.pub``; ConfigError if none."""
+    if public_key:
+        return validate_public_key(public_key, "ssh_public_key")
+    if public_key_file:
+        path = os.path.expanduser(str(public_key_file))
+        if not os.path.isfile(path):
+            raise ConfigError("ssh_public_key_file %s does not exist" % path)
+        try:
+            with open(path) as fh:
+                text = fh.read(MAX_KEY_BYTES + 1)
+        except OSError as e:
+            raise ConfigError("ssh_public_key_file %s is not readable: %s" % (path, e.strerror)) from None
+        if "PRIVATE KEY" in text:
+            raise ConfigError("ssh_public_key_file %s holds a private key; give the .pub file" % path)
+        return validate_public_key(text, "ssh_public_key_file %s" % path)
+    if private_key_file:
+        pub = os.path.expanduser(str(private_key_file)) + ".pub"
+        if os.path.isfile(pub):
+            return load_public_key(public_key_file=pub)
+        raise ConfigError("no public key: %s does not exist; set ssh_public_key or ssh_public_key_file" % pub)
+    raise ConfigError("no SSH public key to put on the instance: set ssh_public_key, ssh_public_key_file or "
+                      "ssh_private_key_file (with its .pub next to it)")
+
+
+# ---------------------------------------------------------------------------- known_hosts
+def host_pattern(host, port):
+    return host if int(port) == 22 else "[%s]:%s" % (host, port)
+
+
+def forget_host(known_hosts, host, port, run):
+    """Remove the entries for host:port (a new instance on a reused address has a new host key)."""
+    if not known_hosts or not host or not port:
+        return
+    path = os.path.expanduser(known_hosts)
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    run(["ssh-keygen", "-R", host_pattern(host, port), "-f", path])
+    try:
+        os.unlink(path + ".old")
+    except OSError:
+        pass
+
+
+def ensure_known_hosts(path):
+    path = os.path.expanduser(path)
+    d = os.path.dirname(path)
+    if d and not os.path.isdir(d):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    return path
+
+
+def ssh_common_args(known_hosts, private_key=None):
+    args = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=%s" % known_hosts,
+            "-o", "LogLevel=ERROR"]
+    if private_key:
+        args += ["-o", "IdentitiesOnly=yes"]
+    return args
+
+
+# ---------------------------------------------------------------------------- probes
+def probe_banner(host, port, timeout):
+    """(True, banner) once the port answers with an SSH banner, else (False, reason)."""
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.settimeout(timeout)
+            data = b""
+            while b"\n" not in data and len(data) < 256:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+    except socket.timeout:
+        return False, "TCP connect or banner read timed out after %.1fs" % timeout
+    except OSError as e:
+        return False, "TCP connect failed: %s" % (e.strerror or e)
+    if data.startswith(b"SSH-"):
+        return True, data.split(b"\n")[0].decode("ascii", "replace").strip()
+    if not data:
+        return False, "port accepts connections but sends no SSH banner"
+    return False, "port answered with something other than an SSH banner: %r" % data[:40]
+
+
+def probe_ssh(host, port, user, private_key, known_hosts, timeout, run):
+    """Run ``ssh ... true``; (True, "") on success, else (False, the last line of ssh's stderr).
+
+    ConnectTimeout bounds the connect and the banner exchange, ServerAlive* a server that stalls after."""
+    cmd = ["ssh", "-p", str(port), "-o", "ConnectTimeout=%d" % max(1, int(timeout)), "-o", "ControlMaster=no",
+           "-o", "ControlPath=none", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2"]
+    cmd += ssh_common_args(known_hosts, private_key)
+    if private_key:
+        cmd += ["-i", private_key]
+    cmd += ["%s@%s" % (user, host) if user else host, "true"]
+    try:
+        rc, _out, err = run(cmd)
+    except OSError as e:
+        return False, "cannot run ssh: %s" % e
+    if rc == 0:
+        return True, ""
+    lines = [ln for ln in (err or "").strip().splitlines() if ln.strip()]
+    return False, "ssh true failed (rc %d): %s" % (rc, lines[-1] if lines else "no error output")
+
+
+# ---------------------------------------------------------------------------- waiting
+class Target:
+    """One instance being waited for."""
+
+    def __init__(self, key, get, instance, stopped_grace=0.0, label=None):
+        self.key = key
+        self.get = get  # instance_id -> Instance | None
+        self.instance = instance
+        self.label = label or "%s instance %s (%s)" % (instance.provider, instance.name, instance.id)
+        self.stopped_grace = stopped_grace
+        self.done = False
+        self.ready = False
+        self.fatal = None
+        self.last_error = "the API has not reported it running yet"
+        self.api_polls = 0
+        self.probes = 0
+        self.next_at = 0.0
+        self.delay = 0.1
+        self.last_api = None
+        self.mapped_at = None
+        self.ready_at = None
+        self.events = []
+
+
+class Waiter:
+    """Waits for several instances at once: API status, then TCP + banner + ``ssh true``.
+
+    ``ssh`` is a dict(private_key, known_hosts, run, user_override, check_login) or None to stop at the API.
+    """
+
+    API_RECHECK = 5.0  # while the port is mapped but SSH is not up yet, re-read the API this often
+
+    def __init__(self, timeout, poll_interval=2.0, ssh=None, log=None, clock=None, sleep=None):
+        self.timeout = float(timeout)
+        self.poll_interval = max(0.1, float(poll_interval))
+        self.ssh = ssh
+        self.log = log or (lambda msg: None)
+        self.clock = clock or time.monotonic
+        self.sleep = sleep or time.sleep
+
+    def _event(self, t, what):
+        t.events.append({"t": round(self.clock() - self.start, 3), "event": what})
+        self.log("%s: %s" % (t.label, what))
+
+    def _api(self, t, now):
+        inst = t.get(t.instance.id)
+        t.api_polls += 1
+        t.last_api = now
+        if inst is None:
+            t.fatal = "it no longer exists (destroyed or never scheduled)"
+            return False
+        if inst.status != t.instance.status or inst.ssh_ready_address != t.instance.ssh_ready_address:
+            self._event(t, "API status %s (%s)%s" % (inst.status, inst.provider_status,
+                                                     " ssh %s:%s" % inst.ssh_ready_address
+                                                     if inst.ssh_ready_address else ""))
+        t.instance = inst
+        if inst.status in ("error", "terminated"):
+            t.fatal = "the API reports it %s (%s)%s" % (inst.status, inst.provider_status,
+                                                        ": %s" % inst.status_message if inst.status_message else "")
+            return False
+        if inst.status == "stopped" and now - self.start >= t.stopped_grace:
+            t.fatal = "the API reports it stopped (%s)%s" % (
+                inst.provider_status, ": %s" % inst.status_message if inst.status_message else "")
+            return False
+        return True
+
+    def _step(self, t, now):
+        addr = t.instance.ssh_ready_address if t.instance.status == "running" else None
+        if addr is None or t.last_api is None or now - t.last_api >= self.API_RECHECK:
+            if not self._api(t, now):
+                t.done = True
+                return
+            addr = t.instance.ssh_ready_address if t.instance.status == "running" else None
+        if addr is None:
+            t.last_error = "API status %s (%s), no SSH endpoint yet" % (t.instance.status, t.instance.provider_status)
+            return
+        if t.mapped_at is None:
+            t.mapped_at = now
+            t.delay = 0.05  # the port was just mapped: sshd is probably about to answer
+        if self.ssh is None:
+            t.done = t.ready = True
+            return
+        host, port = addr
+        remaining = max(0.5, self.end - now)
+        t.probes += 1
+        ok, info = probe_banner(host, port, min(2.0, remaining))
+        if not ok:
+            t.last_error = "%s:%s %s" % (host, port, info)
+            return
+        if self.ssh.get("check_login", True):
+            user = self.ssh.get("user_override") or t.instance.ssh_user
+            ok, err = probe_ssh(host, port, user, self.ssh.get("private_key"), self.ssh["known_hosts"],
+                                min(10.0, remaining), self.ssh["run"])
+            if not ok:
+                t.last_error = "%s@%s:%s %s" % (user, host, port, err)
+                return
+        t.done = t.ready = True
+
+    def wait(self, targets):
+        """Return when every target is ready or failed or the deadline passed; targets carry the outcome."""
+        self.start = self.clock()
+        self.end = self.start + self.timeout
+        for t in targets:
+            t.next_at = self.start
+            self._event(t, "waiting (timeout %ss)" % int(self.timeout))
+        while True:
+            now = self.clock()
+            pending = [t for t in targets if not t.done]
+            if not pending:
+                break
+            for t in pending:
+                if t.next_at <= now:
+                    self._step(t, now)
+                    now = self.clock()
+                    if t.done:
+                        if t.ready:
+                            t.ready_at = time.time()
+                            self._event(t, "SSH ready")
+                        else:
+                            self._event(t, "failed: %s" % t.fatal)
+                        continue
+                    t.next_at = now + t.delay
+                    t.delay = min(t.delay * 1.5, self.poll_interval)
+            pending = [t for t in targets if not t.done]
+            if not pending:
+                break
+            now = self.clock()
+            if now >= self.end:
+                for t in pending:
+                    t.done = True
+                    t.fatal = None
+                    self._event(t, "timed out: %s" % t.last_error)
+                break
+            nxt = min(t.next_at for t in pending)
+            self.sleep(max(0.0, min(nxt, self.end) - now))
+        return targets
+
+
+def describe_failure(t, timeout):
+    inst = t.instance
+    state = "%s (%s)" % (inst.status, inst.provider_status)
+    if t.fatal:
+        return "%s failed while waiting for SSH: %s; last probe: %s" % (t.label, t.fatal, t.last_error)
+    return "%s was not reachable over SSH within %ss: stuck in state %s; last probe error: %s" % (
+        t.label, int(timeout), state, t.last_error)
+
+
+def wait_report(t):
+    return {"ready": t.ready, "api_polls": t.api_polls, "ssh_probes": t.probes, "ready_at": t.ready_at,
+            "events": t.events, "last_error": None if t.ready else t.last_error}

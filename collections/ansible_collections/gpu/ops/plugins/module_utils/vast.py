@@ -1,0 +1,325 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Vast.ai adapter: /api/v0 (bundles, asks, instances/{id}, ssh) and the paginated /api/v1/instances/ list.
+
+PRIVATE to the collection: the API may change between releases.
+
+Labels: the Vast label holds the instance name and the ownership labels,
+``<name>;run_id=<r>;owner=<o>;expires_at=<iso>`` (see provider.encode_vast_label); they are also
+passed to the container as ``GPUOPS_*`` env vars. SSH: the direct pair only, ``public_ipaddr``
+(stripped) + ``ports["22/tcp"][0]["HostPort"]``; the proxy pair (``ssh_host``/``ssh_port``) is used
+only for an instance that has no direct mapping at all, and the two are never mixed. The SSH user is
+not reported by Vast (it is root there): ``ssh_user`` / ``VAST_SSH_USER``, default ``root``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils.provider import (
+    ConfigError,
+    Instance,
+    Offer,
+    Provider,
+    canonical_gpu_model,
+    decode_vast_label,
+    encode_vast_label,
+    labels_to_env,
+    utc_iso,
+)
+
+DEFAULT_API_URL = "https://console.vast.ai"
+PAGE_SIZE = 25
+MAX_PAGES = 2000
+PENDING = {None, "", "created", "loading", "scheduling", "rebooting", "starting", "provisioning"}
+FAILED = {"unknown", "offline", "frozen"}
+NO_AUTO_TMUX = "touch ~/.no_auto_tmux"
+
+
+def _body_field(body, key):
+    return str(body.get(key) or "") if isinstance(body, dict) else ""
+
+
+def classify(status, body, text):
+    msg = http.error_text(body, text).lower()
+    err = _body_field(body, "error").lower()
+    if status == 401 or "invalid user key" in msg or err == "auth_error":
+        return http.AUTH
+    if status == 429 and ("search_quota_exceeded" in msg or err == "search_quota_exceeded"):
+        return http.QUOTA
+    if status == 410 or err == "no_such_ask" or "no_such_ask" in msg:
+        return http.OFFER_GONE
+    if "insufficient_credit" in msg or err in ("insufficient_credit", "insufficient_funds") or status == 402:
+        return http.INSUFFICIENT_FUNDS
+    return http.default_category(status, body, text)
+
+
+def auth_message(err):
+    return ("Vast API key rejected (HTTP %s: %s). Set vast_api_key or VAST_API_KEY to a valid key." % (
+        err.status, err.message.split(": ", 2)[-1]))
+
+
+def docker_env(env, ports=("22",)):
+    """Vast's create ``env`` as the Docker-flag string the OpenAPI specifies: ``-p 22:22 -e K=V``."""
+    parts = []
+    for p in ports:
+        parts += ["-p", "%s:%s" % (p, p)]
+    for k, v in sorted((env or {}).items()):
+        parts += ["-e", shlex.quote("%s=%s" % (k, v))]
+    return " ".join(parts)
+
+
+def normalize_status(row):
+    actual = row.get("actual_status")
+    intended = row.get("intended_status")
+    msg = str(row.get("status_msg") or "")
+    a = str(actual).lower() if actual is not None else None
+    if "oci runtime create failed" in msg.lower():
+        return "error"
+    if a == "running":
+        return "stopped" if intended == "stopped" else "running"
+    if a in PENDING:
+        return "stopped" if intended == "stopped" and a not in (None, "") else "pending"
+    if a in ("stopped", "exited"):
+        return "stopped" if (intended == "stopped" or a == "stopped") else "error"
+    if a in FAILED:
+        return "error"
+    return "error"
+
+
+class VastProvider(Provider):
+    name = "vast"
+
+    def __init__(self, api_key, api_url=None, ssh_user=None, timeout=30.0, deadline=120.0, **client_kw):
+        if not api_key:
+            raise ConfigError("no Vast API key: set vast_api_key or the VAST_API_KEY environment variable")
+        self.api_key = api_key
+        self.ssh_user = ssh_user or "root"
+        self.client = http.HttpClient(api_url or DEFAULT_API_URL, api_key, provider="vast", service="Vast API",
+                                      timeout=timeout, deadline=deadline, classify=classify, **client_kw)
+
+    @property
+    def clients(self):
+        return (self.client,)
+
+    def _call(self, method, path, **kw):
+        try:
+            return self.client.request(method, path, **kw)
+        except http.ApiError as e:
+            if e.category == http.AUTH:
+                e.message = auth_message(e)
+            raise
+
+    # ------------------------------------------------------------------ normalization
+    def to_instance(self, row):
+        name, labels = decode_vast_label(row.get("label"))
+        ports = row.get("ports") or {}
+        host = port = None
+        direct = ports.get("22/tcp") if isinstance(ports, dict) else None
+        status = normalize_status(row)
+        if direct:
+            try:
+                port = int(direct[0]["HostPort"])
+                host = str(row.get("public_ipaddr") or "").strip() or None
+            except (KeyError, IndexError, TypeError, ValueError):
+                host = port = None
+        elif status == "running" and "direc" not in str(row.get("image_runtype") or "") and row.get("ssh_host"):
+            # proxy-only instance: the proxy pair, whole (never the proxy host with a direct port)
+            host, port = str(row["ssh_host"]).strip(), int(row.get("ssh_port") or 0) or None
+        if host is None or port is None:
+            host = port = None
+        start = row.get("start_date")
+        geo = row.get("geolocation")
+        return Instance(
+            id=str(row.get("id")), name=name, provider="vast", status=status, ssh_host=host, ssh_port=port,
+            ssh_user=self.ssh_user if host else None, gpu_type=row.get("gpu_name"), gpu_count=row.get("num_gpus"),
+            price_per_hour=row.get("dph_total"), interruptible=bool(row.get("is_bid")), labels=labels,
+            created_at=utc_iso(start) if isinstance(start, (int, float)) else start,
+            provider_status=row.get("actual_status"), image=row.get("image_uuid"),
+            region=str(geo).strip() if geo else None, offer_id=None, status_message=row.get("status_msg"),
+        )
+
+    def to_offer(self, o, interruptible):
+        gpu_ram = o.get("gpu_ram")
+        geo = str(o.get("geolocation") or "")
+        cuda = o.get("cuda_max_good")
+        return Offer(
+            provider="vast", offer_id=o.get("id"), gpu_type=o.get("gpu_name"),
+            gpu_model=canonical_gpu_model(o.get("gpu_name")), gpu_count=o.get("num_gpus"),
+            vram_gb=int(round(float(gpu_ram) / 1024.0)) if gpu_ram else None,
+            price_per_hour=o.get("dph_total"), interruptible=interruptible, min_bid=o.get("min_bid"),
+            region=geo or None, country=geo[-2:].upper() if len(geo) >= 2 else None, data_centers=[],
+            cuda_version=str(cuda) if cuda is not None else None, cuda_versions=[],
+            reliability=o.get("reliability2", o.get("reliability")), cloud_type=None,
+            availability="HIGH", verified=o.get("verification") == "verified" if "verification" in o
+            else o.get("verified"), disk_gb=o.get("disk_space"), vcpus=o.get("cpu_cores_effective"),
+            ram_gb=round(float(o["cpu_ram"]) / 1000.0, 1) if o.get("cpu_ram") else None,
+            inet_down_mbps=o.get("inet_down"),
+        )
+
+    # ------------------------------------------------------------------ reads
+    def list(self, filters=None):
+        """Every instance, through GET /api/v1/instances/ (25 per page, following next_token)."""
+        params = {"limit": PAGE_SIZE, "order_by": json.dumps([{"col": "id", "dir": "asc"}])}
+        if filters:
+            params["select_filters"] = json.dumps(filters)
+        out = []
+        seen_tokens = set()
+        for _page in range(MAX_PAGES):
+            resp = self._call("GET", "/api/v1/instances/", params=dict(params), what="list instances")
+            data = resp.data or {}
+            out.extend(self.to_instance(r) for r in data.get("instances") or [])
+            token = data.get("next_token")
+            if not token or token in seen_tokens:
+                break
+            seen_tokens.add(token)
+            params["after_token"] = token
+        return out
+
+    def get(self, instance_id):
+        try:
+            resp = self._call("GET", "/api/v0/instances/%s/" % instance_id, what="show instance %s" % instance_id)
+        except http.ApiError as e:
+            if e.status == 404 and e.category == http.NOT_FOUND:
+                return None
+            raise
+        row = (resp.data or {}).get("instances")
+        if not row:
+            return None
+        return self.to_instance(row)
+
+    def search_body(self, filters, limit=256):
+        q = {"verified": {"eq": True}, "rentable": {"eq": True}, "rented": {"eq": False},
+             "num_gpus": {"eq": filters.gpu_count}, "direct_port_count": {"gte": 1},
+             "order": [["dph_total", "asc"], ["reliability", "desc"]],
+             "type": "bid" if filters.interruptible else "ondemand", "limit": limit}
+        if not filters.verified_only:
+            del q["verified"]
+        if filters.min_vram_gb:
+            q["gpu_ram"] = {"gte": int(filters.min_vram_gb * 1000)}
+        if filters.max_price_per_hour is not None:
+            q["dph_total"] = {"lte": float(filters.max_price_per_hour)}
+        if filters.min_cuda_version:
+            q["cuda_max_good"] = {"gte": float(filters.min_cuda_version)}
+        if filters.min_reliability is not None:
+            q["reliability"] = {"gte": float(filters.min_reliability)}
+        if filters.regions and all(len(r) == 2 for r in filters.regions):
+            q["geolocation"] = {"in": list(filters.regions)}
+        if filters.min_disk_gb:
+            q["disk_space"] = {"gte": float(filters.min_disk_gb)}
+            q["allocated_storage"] = float(filters.min_disk_gb)
+        return q
+
+    def find_offers(self, filters):
+        resp = self._call("POST", "/api/v0/bundles/", json_body=self.search_body(filters), idempotent=True,
+                          what="search offers")
+        offers = [self.to_offer(o, filters.interruptible) for o in (resp.data or {}).get("offers") or []]
+        return [o for o in offers if filters.matches(o)]
+
+    # ------------------------------------------------------------------ writes
+    def ensure_account_key(self, public_key):
+        """Register the key on the account (new instances get account keys) unless it is there already."""
+        resp = self._call("GET", "/api/v0/ssh/", what="list SSH keys")
+        rows = resp.data if isinstance(resp.data, list) else (resp.data or {}).get("keys") or []
+        want = " ".join(public_key.split()[:2])
+        for r in rows:
+            have = str(r.get("key") or r.get("public_key") or r.get("ssh_key") or "")
+            if " ".join(have.split()[:2]) == want:
+                return False
+        self._call("POST", "/api/v0/ssh/", json_body={"ssh_key": public_key}, idempotent=True, what="add SSH key")
+        return True
+
+    def attach_key(self, instance_id, public_key):
+        self._call("POST", "/api/v0/instances/%s/ssh/" % instance_id, json_body={"ssh_key": public_key},
+                   idempotent=True, what="attach SSH key to %s" % instance_id)
+
+    def create_body(self, spec):
+        env = dict(spec.get("env") or {})
+        env.update(labels_to_env(spec.get("labels") or {}))
+        onstart = NO_AUTO_TMUX
+        if spec.get("onstart"):
+            onstart = "%s\n%s" % (NO_AUTO_TMUX, spec["onstart"])
+        body = {"image": spec["image"], "label": encode_vast_label(spec["name"], spec.get("labels") or {}),
+                "disk": float(spec.get("disk_gb") or 20), "runtype": "ssh_direct",
+                "env": docker_env(env, ["22"] + [str(p) for p in spec.get("ports") or [] if str(p) != "22"]),
+                "onstart": onstart, "cancel_unavail": True}
+        if spec.get("interruptible"):
+            body["price"] = float(spec["bid_price"])
+        return body
+
+    def create(self, spec):
+        """Rent ask ``spec['offer_id']``. OFFER_GONE (no_such_ask) tells the caller to try the next offer."""
+        if spec.get("public_key"):
+            self.ensure_account_key(spec["public_key"])
+        body = self.create_body(spec)
+        ask = spec["offer_id"]
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                resp = self._call("PUT", "/api/v0/asks/%s/" % ask, json_body=body, idempotent=False,
+                                  what="rent offer %s" % ask)
+                break
+            except http.AmbiguousError:
+                found = self.find_by_name(spec["name"])
+                if found:
+                    return found[0]
+                if attempts >= 3:
+                    raise
+        data = resp.data or {}
+        if not data.get("success", True) or not data.get("new_contract"):
+            raise http.ApiError("Vast API rent offer %s: %s" % (ask, http.error_text(data, resp.text)),
+                                status=resp.status, category=classify(400, data, resp.text), provider="vast",
+                                details={"ask_id": ask})
+        iid = str(data["new_contract"])
+        if spec.get("public_key"):
+            try:
+                self.attach_key(iid, spec["public_key"])
+            except http.ApiError:
+                pass  # the account key reaches new instances anyway; the SSH probe will tell
+        try:
+            inst = self.get(iid)
+        except http.ApiError:
+            inst = None
+        if inst is None:  # not readable yet: a pending stub with what we know, so the caller can track it
+            inst = Instance(id=iid, name=spec["name"], provider="vast", status="pending",
+                            labels=dict(spec.get("labels") or {}), interruptible=bool(spec.get("interruptible")))
+        inst.offer_id = ask
+        return inst
+
+    def create_from_offer(self, offer, spec):
+        spec = dict(spec)
+        spec["offer_id"] = offer.offer_id
+        if offer.interruptible:
+            spec["interruptible"] = True
+            if not spec.get("bid_price"):
+                spec["bid_price"] = offer.min_bid if offer.min_bid is not None else offer.price_per_hour
+        return self.create(spec)
+
+    def _state(self, instance, state):
+        self._call("PUT", "/api/v0/instances/%s/" % instance.id, json_body={"state": state}, idempotent=True,
+                   what="set instance %s %s" % (instance.id, state))
+        return self.get(instance.id)
+
+    def start(self, instance, **kw):
+        return self._state(instance, "running")
+
+    def stop(self, instance):
+        return self._state(instance, "stopped")
+
+    def restart(self, instance):
+        if instance.status in ("running", "pending"):
+            self._state(instance, "stopped")
+        return self._state(instance, "running")
+
+    def terminate(self, instance_id):
+        try:
+            self._call("DELETE", "/api/v0/instances/%s/" % instance_id, what="destroy instance %s" % instance_id)
+        except http.ApiError as e:
+            if e.status == 404 and e.category == http.NOT_FOUND:
+                return False
+            raise
+        return True

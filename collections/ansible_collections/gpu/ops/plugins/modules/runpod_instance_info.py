@@ -1,0 +1,121 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: runpod_instance_info
+short_description: List RunPod pods, normalized
+version_added: 0.1.0
+description:
+  - Lists the pods of the RunPod account (one call to C(GET /v2/pods)) and filters them by name, name prefix, id or
+    ownership label.
+  - Returns the same normalized shape as M(gpu.ops.vast_instance_info).
+author:
+  - gpu.ops maintainers (@gpu-ops)
+options:
+  name:
+    description:
+      - Only the pods with exactly this name.
+    type: str
+  name_prefix:
+    description:
+      - Only the pods whose name starts with this prefix.
+    type: str
+  ids:
+    description:
+      - Only these pod ids.
+    type: list
+    elements: str
+  run_id:
+    description:
+      - Only the pods labelled with this C(run_id).
+    type: str
+  owner:
+    description:
+      - Only the pods labelled with this C(owner).
+    type: str
+  statuses:
+    description:
+      - Only the pods in one of these normalized states.
+    type: list
+    elements: str
+    choices: [pending, running, stopped, error]
+extends_documentation_fragment:
+  - gpu.ops.auth
+attributes:
+  check_mode:
+    support: full
+    description: Read-only, runs the same in check mode.
+  diff_mode:
+    support: none
+    description: No diff is returned.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller (or any host with network access to the provider APIs and C(ssh)).
+seealso:
+  - module: gpu.ops.runpod_instance
+  - module: gpu.ops.vast_instance_info
+"""
+
+EXAMPLES = r"""
+- name: Pods of one run
+  gpu.ops.runpod_instance_info:
+    run_id: "{{ run_id }}"
+  register: pods
+
+- name: Pods whose name starts with train-
+  gpu.ops.runpod_instance_info:
+    name_prefix: train-
+    statuses: [running]
+"""
+
+RETURN = r"""
+instances:
+  description: The matching pods, normalized (see M(gpu.ops.runpod_instance) for every key).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {id: xedezhzb9la3ye, name: train-0, provider: runpod, status: running, ssh_host: 213.173.108.12, ssh_port: 17445,
+       ssh_user: root, gpu_type: NVIDIA GeForce RTX 4090, gpu_model: RTX 4090, gpu_count: 1, price_per_hour: 0.69,
+       interruptible: false, labels: {run_id: r1, owner: alice, expires_at: "2026-11-24T10:00:00Z"},
+       created_at: "2026-11-23T10:00:00Z", provider_status: RUNNING, image: runpod/pytorch:2.4.0, region: EU-RO-1,
+       offer_id: null, status_message: null}
+api_requests:
+  description: HTTP requests the module sent (retries included).
+  returned: always
+  type: int
+  sample: 1
+"""
+
+from ansible_collections.gpu.ops.plugins.module_utils.module_base import GpuOpsModule
+from ansible_collections.gpu.ops.plugins.module_utils.provider import filter_instances
+
+
+def main():
+    m = GpuOpsModule(dict(
+        name=dict(type="str"),
+        name_prefix=dict(type="str"),
+        ids=dict(type="list", elements="str"),
+        run_id=dict(type="str"),
+        owner=dict(type="str"),
+        statuses=dict(type="list", elements="str", choices=["pending", "running", "stopped", "error"]),
+    ), supports_check_mode=True)
+
+    def run():
+        p = m.params
+        found = filter_instances(m.provider("runpod").list(), name=p.get("name"), name_prefix=p.get("name_prefix"),
+                                 ids=p.get("ids"), run_id=p.get("run_id"), owner=p.get("owner"),
+                                 statuses=p.get("statuses"))
+        m.exit(changed=False, instances=[i.to_dict() for i in found])
+
+    m.guard(run)
+
+
+if __name__ == "__main__":
+    main()
