@@ -205,20 +205,22 @@ class Resolvers:
         fault = e.check_create_faults("runpod", name, gid, gid)
         if fault and fault.type == "insufficient_balance" or e.spent() >= e.balance_limit:
             raise GraphQLError("Your account balance is too low to deploy this pod.")
-        chosen = None
-        for c in clouds:
-            if e.runpod_stock.get(gid, {}).get(c, 0) >= count and t.max_count.get(c, 0) >= count:
-                chosen = c
-                break
-        if fault or chosen is None:
+        in_stock = [c for c in clouds
+                    if e.runpod_stock.get(gid, {}).get(c, 0) >= count and t.max_count.get(c, 0) >= count]
+        if fault or not in_stock:
             raise GraphQLError(NO_CAPACITY)
+        chosen = in_stock[0]
         if interruptible:
-            floor = t.spot_price.get(chosen)
-            if floor is None:
+            # cloudType ALL: any cloud whose minimum bid the bid meets will do
+            floors = {c: t.spot_price[c] for c in in_stock if c in t.spot_price}
+            if not floors:
                 raise GraphQLError(NO_CAPACITY)
-            if bid < floor:
+            ok = [c for c in in_stock if c in floors and bid >= floors[c]]
+            if not ok:
+                floor = min(floors.values())
                 raise GraphQLError(f"Your bid price of ${bid:.3f}/hr is below the minimum bid price of "
                                    f"${floor:.3f}/hr for this GPU.")
+            chosen = ok[0]
             price = round(bid * count, 4)
         else:
             price = round(t.price[chosen] * count, 4)

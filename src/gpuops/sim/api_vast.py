@@ -42,6 +42,8 @@ def _phase_status(inst: Instance) -> tuple[str | None, str, str]:
             return "stopped", "stopped", "running"
         return "exited", "stopped", "stopped"
     if inst.phase == "error":
+        if inst.started_at is None:  # the container was never created: "created" + status_msg (§2.9)
+            return "created", "running", "running"
         return "exited", "stopped", "stopped"
     return None, "stopped", "stopped"
 

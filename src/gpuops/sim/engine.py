@@ -31,6 +31,10 @@ log = logging.getLogger("gpuops.sim")
 
 BILLED_GPU = {"runpod": {"provisioning", "starting", "running"}, "vast": {"running"}}
 LIVE = {"provisioning", "starting", "running"}
+# what Vast shows for a container that cannot be created (dstack and SkyPilot treat it as fatal)
+BOOT_ERROR_MSG = ("Error response from daemon: failed to create task for container: failed to create shim task: "
+                  "OCI runtime create failed: runc create failed: unable to start container process: exec: "
+                  "\"/bin/sh\": permission denied: unknown")
 
 
 class Clock:
@@ -96,6 +100,7 @@ class Instance:
     # fault state
     boot_seconds: float = 1.0
     boot_never: bool = False
+    boot_error: bool = False
     ssh_never: bool = False
     preempt_after: float | None = None
     terminate_failures: int = 0
@@ -221,6 +226,10 @@ class Engine:
     async def _on_timer(self, inst: Instance, action: str) -> None:
         if action == "boot" and inst.phase == "provisioning":
             self._set_phase(inst, "starting")
+            if inst.boot_error:
+                self._enter_error(inst, BOOT_ERROR_MSG if inst.provider == "vast" else
+                                  "container create failed: exec format error")
+                return
             if inst.boot_never:
                 inst.status_msg = "pulling image"
                 return
@@ -284,6 +293,8 @@ class Engine:
             inst.boot_seconds = f.seconds
         if self.faults.take("boot_never", **ctx):
             inst.boot_never = True
+        if self.faults.take("boot_error", **ctx):
+            inst.boot_error = True
         if self.faults.take("ssh_never", **ctx):
             inst.ssh_never = True
         f = self.faults.take("preempt", **ctx)
@@ -388,10 +399,13 @@ class Engine:
         else:
             try:
                 ports = await self.nodes.start(spec)
-            except Exception as e:  # sshd failed: container error, as a vendor would report it
+            except Exception as e:
+                await self.nodes.stop(inst.id)  # whatever half-started, it goes
+                if inst.phase != "starting" or self._closing:  # stopped or terminated while sshd started
+                    return
+                # sshd failed: a container error, as a vendor would report it
                 log.error("node %s failed to boot: %s", inst.id, e)
-                self._set_phase(inst, "error")
-                inst.status_msg = f"container failed to start: {e}"
+                self._enter_error(inst, f"container failed to start: {e}")
                 return
         if inst.phase != "starting":  # stopped/terminated while booting
             await self.nodes.stop(inst.id)
@@ -402,6 +416,14 @@ class Engine:
         self._set_phase(inst, "running")
         if inst.interruptible and inst.preempt_after is not None:
             self._schedule(self.clock.now() + inst.preempt_after, inst.id, "preempt")
+
+    def _enter_error(self, inst: Instance, msg: str) -> None:
+        """The container could not start: ERROR (RunPod), not billed for GPU; the GPUs go back to stock."""
+        self._set_phase(inst, "error")
+        inst.status_msg = msg
+        inst.ssh_port = inst.proxy_port = None
+        if inst.provider == "runpod":
+            self._release_runpod_stock(inst)
 
     def _node_env(self, inst: Instance) -> dict[str, str]:
         env = dict(inst.env)

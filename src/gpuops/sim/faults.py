@@ -17,6 +17,8 @@ File format::
       - type: slow_boot           # boot takes `seconds` instead of the catalog's boot_seconds
         seconds: 8
       - type: boot_never          # stays PROVISIONING/STARTING (Vast: loading) forever
+      - type: boot_error          # the container fails to start: RunPod ERROR, Vast "created" with
+                                  # status_msg "... OCI runtime create failed ..." (clients fail fast)
       - type: ssh_never           # API reports RUNNING with a port mapping, but SSH never answers
       - type: preempt             # interruptible instances are stopped after `after_seconds` running
         after_seconds: 30
@@ -47,7 +49,7 @@ from .errors import SimConfigError
 
 REQUEST_TYPES = {"rate_limit", "server_error"}
 CREATE_TYPES = {"no_capacity", "insufficient_balance"}
-INSTANCE_TYPES = {"slow_boot", "boot_never", "ssh_never", "preempt", "terminate_fails", "gpu"}
+INSTANCE_TYPES = {"slow_boot", "boot_never", "boot_error", "ssh_never", "preempt", "terminate_fails", "gpu"}
 ALL_TYPES = REQUEST_TYPES | CREATE_TYPES | INSTANCE_TYPES
 APIS = {"runpod", "graphql", "vast", "any"}
 MATCH_KEYS = {"provider", "name", "gpu", "offer", "instance"}

@@ -166,6 +166,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
+class NodeStartAborted(RuntimeError):
+    """The node was stopped (or destroyed) while its sshd was starting."""
+
+
 @dataclass
 class NodeSpec:
     """What the engine asks for when it boots a node."""
@@ -357,6 +361,8 @@ class NodeManager:
                                     start_new_session=True, close_fds=True)
             self._procs[spec.instance_id] = proc
             ok = await self._wait_banner(spec.ip, ports[0], proc, deadline_s)
+            if self._procs.get(spec.instance_id) is not proc:  # stopped or destroyed meanwhile: no retry
+                raise NodeStartAborted(f"node {spec.instance_id} was stopped while its sshd started")
             if ok:
                 if spec.onstart:
                     self._run_onstart(spec)
