@@ -1,0 +1,395 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpu.ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Action plugin for gpu.ops.collect_results (documentation: plugins/modules/collect_results.py).
+
+One command on the node builds the sha256 manifest; the files the controller does not already hold
+verified come over one stream per source (rsync on the task's SSH ControlPath, or one tar stream from the
+node helper); every received file is hashed and compared with the manifest; mismatches are re-hashed on
+the node and fetched again, then reported. ``collect.json`` in the destination remembers what is verified,
+so a rerun copies nothing that is already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shlex
+import shutil
+import subprocess
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.gpu.ops.plugins.plugin_utils._collect_node import manifest_text
+from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper, ssh_command, ssh_host
+
+display = Display()
+
+ARGUMENT_SPEC = {
+    "dest": {"type": "path", "required": True},
+    "job_id": {"type": "str"},
+    "jobs_dir": {"type": "str", "default": "~/.bifrost/jobs"},
+    "paths": {"type": "list", "elements": "raw", "default": []},
+    "base_dir": {"type": "str", "default": "~/.bifrost/workspace"},
+    "exclude": {"type": "list", "elements": "str", "default": []},
+    "transfer": {"type": "str", "default": "auto", "choices": ["auto", "rsync", "tar", "fetch"]},
+    "compress": {"type": "bool", "default": False},
+    "verify_retries": {"type": "int", "default": 2},
+    "on_mismatch": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
+}
+STATE = "collect.json"
+MANIFEST = "manifest.sha256"
+PROGRESS_BYTES = 64 << 20
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class CollectError(Exception):
+    pass
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_many(paths):
+    """{path: sha256 or None (missing/unreadable)}, hashed in threads (hashlib releases the GIL)."""
+    def one(p):
+        try:
+            return sha256_file(p)
+        except OSError:
+            return None
+    if not paths:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1, len(paths)))) as pool:
+        return dict(zip(paths, pool.map(one, paths)))
+
+
+def local_path(dest_dir, rel):
+    full = os.path.normpath(os.path.join(dest_dir, rel))
+    if full != dest_dir and not full.startswith(dest_dir.rstrip(os.sep) + os.sep):
+        raise CollectError("refusing a path outside the destination: %r" % rel)
+    return full
+
+
+def atomic_json(path, data):
+    tmp = path + ".tmp.%d" % os.getpid()
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def normalize_paths(items, strict_dest=True):
+    """paths option -> [{src, dest, required}]; a string is {src: it}. dest defaults to the basename."""
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"src": item}
+        if not isinstance(item, dict) or not item.get("src"):
+            raise CollectError("each entry of paths must be a path or a dict with src (and optional dest, "
+                               "required); got %r" % (item,))
+        unknown = set(item) - {"src", "dest", "required"}
+        if unknown:
+            raise CollectError("unknown key(s) %s in paths entry %r" % (", ".join(sorted(unknown)), item))
+        src = str(item["src"])
+        dest = str(item.get("dest") or posixpath.basename(src.rstrip("/")) or "")
+        norm = posixpath.normpath(dest)
+        if strict_dest and (not dest or norm.startswith("..") or posixpath.isabs(norm) or norm == "."):
+            raise CollectError("paths entry %r: dest must be a relative path inside the host directory" % (item,))
+        out.append({"src": src, "dest": norm, "required": bool(item.get("required", False))})
+    return out
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        try:
+            return self._run(result, args, task_vars or {})
+        except (CollectError, HelperFailed) as exc:
+            return dict(result, failed=True, msg=str(exc))
+
+    # ------------------------------------------------------------------------------------------
+    def _run(self, result, args, task_vars):
+        t0 = time.monotonic()
+        timings = {}
+        host = task_vars.get("inventory_hostname", "node")
+        dest_dir = os.path.abspath(os.path.expanduser(args["dest"]))
+        job_id = args.get("job_id") or None
+        if job_id and not JOB_ID_RE.match(job_id):
+            raise CollectError("job_id %r is not a valid job id (letters, digits, . _ -)" % job_id)
+        roots = []
+        job_dir = posixpath.join(args["jobs_dir"], job_id) if job_id else None
+        if job_dir:
+            roots.append({"src": job_dir, "dest": "", "required": False})
+        roots.extend(normalize_paths(args["paths"]))
+        key = hashlib.sha256(json.dumps([roots, args["exclude"], args["base_dir"]]).encode()).hexdigest()[:12]
+        cache_dir = "~/.bifrost/cache/collect/%s-%s" % (job_id or "paths", key)
+        helper = self._helper = NodeHelper(self, task_vars, "collect")
+        margs = {"roots": roots, "base": args["base_dir"], "exclude": args["exclude"], "cache_dir": cache_dir,
+                 "job_dir": job_dir, "write": not self._task.check_mode}
+        t1 = time.monotonic()
+        node = helper.run("manifest", margs)
+        timings["manifest"] = round(time.monotonic() - t1, 4)
+        if node.get("failed"):
+            raise CollectError(node.get("msg"))
+
+        # -------- what is missing, what is required
+        warnings = []
+        missing = [r["src"] for r in node["roots"] if r["kind"] == "missing"]
+        required_missing = [r["src"] for r in node["roots"] if r["kind"] == "missing" and r["required"]]
+        job = node.get("job")
+        if job is not None and not job["exists"]:
+            warnings.append("job directory %s does not exist on the node (the job never started?); collecting "
+                            "what exists" % job["dir"])
+        for src in missing:
+            if src != job_dir:
+                warnings.append("%s does not exist on the node; skipped" % src)
+        for item in node["skipped"]:
+            if item["reason"] == "symlink":
+                continue
+            warnings.append("not collected: %s (%s)" % (item["path"], item["reason"]))
+        if required_missing:
+            raise CollectError("required path(s) missing on the node: %s" % ", ".join(required_missing))
+        seen = {}
+        for f in node["files"]:
+            if f[0] in seen:
+                raise CollectError("two sources map to %s in the destination (%s and %s); give the paths entries "
+                                   "distinct dest values" % (f[0], node["roots"][seen[f[0]]]["src"],
+                                                             node["roots"][f[1]]["src"]))
+            seen[f[0]] = f[1]
+
+        # -------- what the controller already holds, verified
+        state_path = os.path.join(dest_dir, STATE)
+        state = {}
+        if os.path.exists(state_path):
+            try:
+                with open(state_path) as fh:
+                    state = json.load(fh)
+            except (OSError, ValueError):
+                state = {}
+        verified = dict(state.get("files") or {})
+        t1 = time.monotonic()
+        todo, recheck = [], []
+        for f in node["files"]:
+            rel, size, sha = f[0], f[3], f[5]
+            full = local_path(dest_dir, rel)
+            rec = verified.get(rel)
+            try:
+                st = os.stat(full)
+            except OSError:
+                st = None
+            if st and rec and rec.get("sha256") == sha and rec.get("size") == st.st_size == size \
+                    and rec.get("mtime_ns") == st.st_mtime_ns:
+                continue
+            if st and st.st_size == size:
+                recheck.append(f)  # present but not recorded as verified: hash it before fetching again
+            else:
+                todo.append(f)
+        hashes = hash_many([local_path(dest_dir, f[0]) for f in recheck])
+        for f in recheck:
+            full = local_path(dest_dir, f[0])
+            if hashes.get(full) == f[5]:
+                st = os.stat(full)
+                verified[f[0]] = {"sha256": f[5], "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            else:
+                todo.append(f)
+        timings["local_check"] = round(time.monotonic() - t1, 4)
+        todo_bytes = sum(f[3] for f in todo)
+        method = self._method(args["transfer"], node)
+        out = dict(result, dest=dest_dir, job=job, missing=missing, skipped_files=node["skipped"],
+                   files=len(node["files"]), bytes=sum(f[3] for f in node["files"]), fetched=0, fetched_bytes=0,
+                   to_fetch=[f[0] for f in todo][:200], to_fetch_count=len(todo), to_fetch_bytes=todo_bytes,
+                   transfer=method, changed=bool(todo), mismatched=[], timings=timings,
+                   manifest_sha256=node["manifest"]["sha256"], node_manifest=node["manifest"]["path"])
+        if warnings:
+            out["warnings"] = warnings
+        if self._task.check_mode:
+            timings["total"] = round(time.monotonic() - t0, 4)
+            return out
+
+        os.makedirs(dest_dir, exist_ok=True)
+        if todo_bytes >= PROGRESS_BYTES:
+            display.display("%s: fetching %d file(s), %.1f MiB via %s"
+                            % (host, len(todo), todo_bytes / 1048576.0, method))
+        fetched, fetched_bytes, attempt, bad = 0, 0, 0, []
+        by_dest = {f[0]: f for f in node["files"]}
+        pending = todo
+        t1 = time.monotonic()
+        while pending:
+            got = self._transfer(method, node["roots"], pending, dest_dir, args["compress"])
+            fetched += len(pending)
+            fetched_bytes += sum(f[3] for f in pending)
+            bad = []
+            for f in pending:
+                full = local_path(dest_dir, f[0])
+                if got.get(f[0]) == f[5]:
+                    st = os.stat(full)
+                    verified[f[0]] = {"sha256": f[5], "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+                else:
+                    verified.pop(f[0], None)
+                    bad.append({"path": f[0], "expected": f[5], "got": got.get(f[0])})
+            if not bad or attempt >= args["verify_retries"]:
+                break
+            attempt += 1
+            # re-hash on the node without the cache (the file may have changed, or the cache be stale), fetch again
+            again = helper.run("manifest", dict(margs, only=[b["path"] for b in bad], nocache=[b["path"] for b in bad]))
+            node["manifest"] = again["manifest"]
+            for f in again["files"]:
+                by_dest[f[0]] = f
+            pending = [by_dest[b["path"]] for b in bad if b["path"] in {f[0] for f in again["files"]}]
+            gone = [b["path"] for b in bad if b["path"] not in {f[0] for f in again["files"]}]
+            for path in gone:
+                warnings.append("%s vanished on the node during collect" % path)
+            bad = [b for b in bad if b["path"] not in gone]
+        timings["transfer_verify"] = round(time.monotonic() - t1, 4)
+
+        # -------- manifest + state on the controller
+        files = sorted(by_dest.values())
+        text = manifest_text((f[0], f[5]) for f in files)
+        with open(os.path.join(dest_dir, MANIFEST), "w") as fh:
+            fh.write(text)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        state = {"host": host, "job_id": job_id, "job": job, "collected_at": now,
+                 "node_manifest": node["manifest"]["path"],
+                 "manifest_sha256": hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
+                 "roots": [{k: r[k] for k in ("src", "abs", "dest", "kind")} for r in node["roots"]],
+                 "missing": missing, "skipped": node["skipped"], "mismatched": bad,
+                 "files": {k: v for k, v in verified.items() if k in by_dest}}
+        atomic_json(state_path, state)
+        timings["total"] = round(time.monotonic() - t0, 4)
+        if state["manifest_sha256"] != node["manifest"]["sha256"]:
+            warnings.append("the manifest written here differs from the node's (%s)" % node["manifest"]["path"])
+        out.update(fetched=fetched, fetched_bytes=fetched_bytes, mismatched=bad, attempts=attempt + 1,
+                   verified=len(state["files"]), manifest=os.path.join(dest_dir, MANIFEST),
+                   node_timings=node.get("timings"))
+        if warnings:
+            out["warnings"] = warnings
+        if bad:
+            msg = ("checksum mismatch after %d attempt(s) for %d file(s): %s. The file(s) changed on the node while "
+                   "being copied (is the job still writing them?) or were corrupted in transit; verified files are "
+                   "kept and a rerun fetches only these" % (attempt + 1, len(bad), "; ".join(
+                       "%s (manifest %s, received %s)" % (b["path"], b["expected"][:12], (b["got"] or "nothing")[:12])
+                       for b in bad[:10])))
+            if args["on_mismatch"] == "fail":
+                return dict(out, failed=True, msg=msg)
+            out.setdefault("warnings", []).append(msg)
+        return out
+
+    # ------------------------------------------------------------------------------------------ transfer
+    def _method(self, wanted, node):
+        ssh = ssh_command(self._connection)
+        if wanted == "auto":
+            if ssh and node["tools"]["rsync"] and shutil.which("rsync"):
+                return "rsync"
+            return "tar" if ssh else "fetch"
+        if wanted in ("rsync", "tar") and not ssh:
+            raise CollectError("transfer=%s needs the ssh connection (this host uses %s)"
+                               % (wanted, self._connection.transport))
+        if wanted == "rsync" and not (node["tools"]["rsync"] and shutil.which("rsync")):
+            raise CollectError("transfer=rsync but rsync is missing on the %s"
+                               % ("node" if not node["tools"]["rsync"] else "controller"))
+        return wanted
+
+    def _transfer(self, method, roots, files, dest_dir, compress):
+        """Copy ``files`` (manifest rows) into dest_dir; return {dest path: sha256 of what arrived}."""
+        if method == "tar":
+            return self._tar(roots, files, dest_dir)
+        if method == "rsync":
+            self._rsync(roots, files, dest_dir, compress)
+        else:
+            for f in files:
+                root = roots[f[1]]
+                src = root["abs"] if root["kind"] == "file" else posixpath.join(root["abs"], f[2])
+                full = local_path(dest_dir, f[0])
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                self._connection.fetch_file(src, full)
+        paths = {f[0]: local_path(dest_dir, f[0]) for f in files}
+        hashes = hash_many(list(paths.values()))
+        return {rel: hashes.get(full) for rel, full in paths.items()}
+
+    def _rsync(self, roots, files, dest_dir, compress):
+        ssh = " ".join(shlex.quote(a) for a in ssh_command(self._connection))
+        host = ssh_host(self._connection)
+        host = "[%s]" % host if ":" in host else host
+        base = ["rsync", "-rt", "--partial", "-I", "-s", "-e", ssh] + (["-z"] if compress else [])
+        groups = {}
+        for f in files:
+            groups.setdefault(f[1], []).append(f)
+        for idx, group in groups.items():
+            root = roots[idx]
+            if root["kind"] == "file":
+                target = local_path(dest_dir, group[0][0])
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                cmd = base + ["%s:%s" % (host, root["abs"]), target]
+                data = None
+            else:
+                target = local_path(dest_dir, root["dest"]) if root["dest"] else dest_dir
+                os.makedirs(target, exist_ok=True)
+                cmd = base + ["--from0", "--files-from=-", "%s:%s/" % (host, root["abs"]), target + "/"]
+                data = b"\0".join(f[2].encode("utf-8", "surrogateescape") for f in group)
+            proc = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+            # 23/24: some files vanished or could not be read; verification reports which
+            if proc.returncode not in (0, 23, 24):
+                err = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
+                raise CollectError("rsync from %s failed (rc %d): %s" % (root["abs"], proc.returncode, err))
+
+    def _tar(self, roots, files, dest_dir):
+        listing = []
+        for f in files:
+            root = roots[f[1]]
+            listing.append([root["abs"] if root["kind"] == "file" else posixpath.join(root["abs"], f[2]), f[0]])
+        helper = self._helper
+        remote = 'f=%s; exec %s "$f" tar' % (helper.remote, shlex.quote(helper.python))
+        cmd = ssh_command(self._connection) + [ssh_host(self._connection), remote]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdin.write(json.dumps({"files": listing}).encode("utf-8", "surrogateescape") + b"\n")
+        proc.stdin.close()
+        got = {}
+        expected = {f[0] for f in files}
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    if member.name not in expected or not member.isfile():
+                        continue
+                    full = local_path(dest_dir, member.name)
+                    os.makedirs(os.path.dirname(full), exist_ok=True)
+                    src = tar.extractfile(member)
+                    h = hashlib.sha256()
+                    tmp = full + ".gpuops-partial"
+                    with open(tmp, "wb") as fh:
+                        while True:
+                            chunk = src.read(1 << 20)
+                            if not chunk:
+                                break
+                            h.update(chunk)
+                            fh.write(chunk)
+                    os.replace(tmp, full)
+                    os.utime(full, (member.mtime, member.mtime))
+                    got[member.name] = h.hexdigest()
+        except tarfile.TarError as exc:
+            got["__error__"] = str(exc)
+        err = proc.stderr.read().decode("utf-8", "replace")
+        rc = proc.wait()
+        if rc != 0 and not got:
+            raise CollectError("tar stream from the node failed (rc %d): %s" % (rc, err.strip()[-1500:]))
+        got.pop("__error__", None)
+        return got

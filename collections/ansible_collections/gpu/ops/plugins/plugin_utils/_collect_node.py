@@ -1,0 +1,269 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpu.ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Node side of gpu.ops.collect_results. PRIVATE to the collection, may change without notice.
+
+Installed by the action plugin as ``~/.bifrost/bin/gpuops-collect-<hash>.py``; standard library only,
+Python >= 3.9. Arguments arrive as one JSON line on stdin.
+
+Commands:
+  manifest  list the regular files under the job directory and the declared paths, sha256 each one
+            (reusing a per-job hash cache keyed by size/mtime/ctime/inode, hashing in threads), write the
+            manifest (``sha256sum`` format, paths as laid out on the controller) and answer with it as JSON.
+  tar       stream the listed files as one uncompressed tar on stdout (the fallback when rsync is missing).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HELPER_NAME = "collect"
+RESERVED = ("manifest.sha256", "collect.json")
+CHUNK = 1 << 20
+
+
+def expand(path, base=None):
+    path = os.path.expanduser(path)
+    if base and not os.path.isabs(path):
+        path = os.path.join(os.path.expanduser(base), path)
+    return os.path.abspath(path)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_line(sha, path):
+    """One line in ``sha256sum`` format (names with a backslash or newline are escaped as sha256sum does)."""
+    if "\\" in path or "\n" in path:
+        return "\\%s  %s\n" % (sha, path.replace("\\", "\\\\").replace("\n", "\\n"))
+    return "%s  %s\n" % (sha, path)
+
+
+def manifest_text(files):
+    """files: iterable of (dest path, sha256)."""
+    return "".join(manifest_line(sha, path) for path, sha in sorted(files))
+
+
+def excluded(rel, patterns):
+    name = os.path.basename(rel)
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def join_dest(*parts):
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def walk_root(index, root, patterns, skipped):
+    """Yield (dest path, root index, path relative to the root's dir, abs path, stat) for regular files."""
+    path = root["abs"]
+    if root["kind"] == "file":
+        st = os.lstat(path)
+        yield join_dest(root["dest"]), index, os.path.basename(path), path, st
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel_dir = os.path.relpath(dirpath, path)
+        rel_dir = "" if rel_dir == "." else rel_dir
+        for d in list(dirnames):
+            full = os.path.join(dirpath, d)
+            rel = join_dest(rel_dir, d)
+            if os.path.islink(full):
+                skipped.append({"path": join_dest(root["dest"], rel), "reason": "symlink"})
+                dirnames.remove(d)
+            elif excluded(rel, patterns):
+                dirnames.remove(d)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            rel = join_dest(rel_dir, name)
+            dest = join_dest(root["dest"], rel)
+            if excluded(rel, patterns):
+                continue
+            if not root["dest"] and not rel_dir and name in RESERVED:
+                skipped.append({"path": dest, "reason": "reserved name (written by collect)"})
+                continue
+            try:
+                st = os.lstat(full)
+            except OSError as exc:
+                skipped.append({"path": dest, "reason": "unreadable: %s" % exc})
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                skipped.append({"path": dest, "reason": "symlink"})
+            elif not stat.S_ISREG(st.st_mode):
+                skipped.append({"path": dest, "reason": "not a regular file"})
+            elif not os.access(full, os.R_OK):
+                skipped.append({"path": dest, "reason": "unreadable: permission denied"})
+            else:
+                yield dest, index, rel, full, st
+
+
+def load_cache(path):
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def read_small(path, limit=4096):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def manifest(args):
+    t0 = time.monotonic()
+    base = args.get("base") or "~"
+    patterns = args.get("exclude") or []
+    only = set(args["only"]) if args.get("only") is not None else None
+    nocache = set(args.get("nocache") or [])
+    roots, skipped = [], []
+    for item in args.get("roots") or []:
+        src_abs = expand(item["src"], base)
+        root = {"src": item["src"], "abs": src_abs, "dest": item.get("dest") or "", "required": bool(item.get("required"))}
+        if os.path.isdir(src_abs) and not os.path.islink(src_abs):
+            root["kind"] = "dir"
+        elif os.path.isfile(src_abs) and not os.path.islink(src_abs):
+            root["kind"] = "file"
+        elif os.path.islink(src_abs):
+            root["kind"] = "symlink"
+        else:
+            root["kind"] = "missing"
+        roots.append(root)
+    entries = []
+    for i, root in enumerate(roots):
+        if root["kind"] in ("dir", "file"):
+            for dest, idx, rel, full, st in walk_root(i, root, patterns, skipped):
+                if only is None or dest in only:
+                    entries.append((dest, idx, rel, full, st))
+        elif root["kind"] == "symlink":
+            skipped.append({"path": root["dest"] or root["src"], "reason": "symlink"})
+
+    cache_dir = expand(args.get("cache_dir") or "~/.bifrost/cache/collect/default")
+    cache_file = os.path.join(cache_dir, "hashes.json")
+    cache = load_cache(cache_file)
+    todo, results, cached_bytes = [], {}, 0
+    for dest, idx, rel, full, st in entries:
+        key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        hit = cache.get(full)
+        if dest not in nocache and isinstance(hit, list) and len(hit) == 5 and hit[:4] == key:
+            results[dest] = hit[4]
+            cached_bytes += st.st_size
+        else:
+            todo.append((dest, full))
+    t_walk = time.monotonic() - t0
+    workers = max(1, min(8, os.cpu_count() or 1, len(todo)))
+    hashed = {}
+    if todo:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {dest: pool.submit(sha256_file, full) for dest, full in todo}
+            for dest, fut in futures.items():
+                try:
+                    hashed[dest] = fut.result()
+                except OSError as exc:
+                    skipped.append({"path": dest, "reason": "unreadable: %s" % exc})
+    results.update(hashed)
+    files, new_cache, hashed_bytes = [], {}, 0
+    for dest, idx, rel, full, st in entries:
+        if dest not in results:
+            continue
+        sha = results[dest]
+        files.append([dest, idx, rel, st.st_size, st.st_mtime_ns, sha])
+        new_cache[full] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sha]
+        if dest in hashed:
+            hashed_bytes += st.st_size
+    files.sort()
+    out = {"roots": roots, "files": files, "skipped": skipped, "hashed_bytes": hashed_bytes,
+           "cached_bytes": cached_bytes, "home": expand("~"),
+           "tools": {"rsync": bool(shutil.which("rsync"))}}
+    job_dir = args.get("job_dir")
+    if job_dir:
+        job_abs = expand(job_dir, base)
+        out["job"] = {"dir": job_abs, "exists": os.path.isdir(job_abs),
+                      "status": read_small(os.path.join(job_abs, "status")),
+                      "exit_code": read_small(os.path.join(job_abs, "exit_code"))}
+    entries_file = os.path.join(cache_dir, "entries.json")
+    if only is None:
+        listed = dict((f[0], f[5]) for f in files)
+    else:
+        # a retry of some files: merge their fresh hashes into the full manifest of the last run
+        listed = load_cache(entries_file)
+        listed.update((f[0], f[5]) for f in files)
+        cache.update(new_cache)
+        new_cache = cache
+    text = manifest_text(listed.items()).encode("utf-8", "surrogateescape")
+    out["manifest"] = {"sha256": hashlib.sha256(text).hexdigest(), "path": None}
+    if args.get("write"):
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        target = os.path.join(cache_dir, "manifest.sha256")
+        _atomic_write(target, text)
+        _atomic_write(entries_file, json.dumps(listed).encode())
+        _atomic_write(cache_file, json.dumps(new_cache).encode())
+        out["manifest"]["path"] = target
+    out["timings"] = {"walk": round(t_walk, 4), "total": round(time.monotonic() - t0, 4)}
+    return out
+
+
+def _atomic_write(path, data):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def stream_tar(args, out):
+    """Write the listed files ([abs path, name in the archive]) as a tar stream to ``out``."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for full, name in args.get("files") or []:
+            try:
+                fh = open(full, "rb")
+            except OSError:
+                continue  # vanished or unreadable: the controller finds it missing and reports it
+            with fh:
+                info = tar.gettarinfo(arcname=name, fileobj=fh)
+                if not info.isfile():
+                    continue
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, fh)
+
+
+def main(argv=None, stdin=None, stdout=None):
+    argv = sys.argv[1:] if argv is None else argv
+    stdin = stdin or sys.stdin.buffer
+    command = argv[0] if argv else ""
+    header = stdin.readline()
+    args = json.loads(header.decode("utf-8") if header else "{}")
+    if command == "tar":
+        stream_tar(args, stdout or sys.stdout.buffer)
+        return 0
+    stdout = stdout or sys.stdout
+    if command == "manifest":
+        result = manifest(args)
+    else:
+        result = {"failed": True, "msg": "unknown command %r" % command}
+    stdout.write(json.dumps(result) + "\n")
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
