@@ -1,0 +1,146 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 gpu.ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Action plugin for gpu.ops.job_wait (documentation: plugins/modules/job_wait.py).
+
+Waits in rounds: each round is one call of the node module, which itself waits (polling files with backoff)
+for at most one progress interval, so completion is seen at once and a progress line per host is printed
+between rounds. The deadline is the controller's; the job keeps running when it passes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ansible.utils.display import Display
+
+from ansible_collections.gpu.ops.plugins.plugin_utils._job_action import JobActionBase, format_duration
+
+display = Display()
+
+ARGUMENT_SPEC = {
+    "job_id": {"type": "str", "required": True},
+    "state": {"type": "str", "default": "finished", "choices": ["finished", "ready", "bootstrapped"]},
+    "timeout": {"type": "int", "default": 86400},
+    "progress_interval": {"type": "int", "default": 30},
+    "progress": {"type": "bool", "default": True},
+    "ready_url": {"type": "str"},
+    "ready_status": {"type": "list", "elements": "int", "default": [200]},
+    "ready_match": {"type": "str"},
+    "fail_on_failure": {"type": "bool", "default": True},
+    "log_lines": {"type": "int", "default": 20},
+    "root": {"type": "str", "default": "~/.bifrost"},
+}
+FIRST_ROUND = 10
+
+
+def _tail_text(lines, indent="  "):
+    lines = [ln for ln in (lines or []) if ln is not None]
+    if not lines:
+        return "%s(empty)" % indent
+    return "\n".join(indent + ln for ln in lines)
+
+
+class ActionModule(JobActionBase):
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC,
+                                                   required_if=[("state", "ready", ["ready_url"])])
+        host = (task_vars or {}).get("inventory_hostname", "?")
+        job_id = args["job_id"]
+        state = args["state"]
+        interval = max(1, args["progress_interval"])
+        start = time.monotonic()
+        deadline = start + max(0, args["timeout"])
+        rounds = 0
+        while True:
+            left = deadline - time.monotonic()
+            chunk = max(0, min(left, FIRST_ROUND if rounds == 0 else interval, interval))
+            module_args = dict(args, timeout=int(math.ceil(chunk)))
+            res = self._run_node_module("job_wait", module_args, task_vars)
+            rounds += 1
+            if res.get("failed"):
+                if self._task.check_mode and "no job" in str(res.get("msg", "")):
+                    result.update(skipped=True, changed=False,
+                                  msg="check mode: job %s was not started, nothing to wait for" % job_id)
+                    return result
+                result.update(res)
+                return result
+            job = self._decorate(res.get("job") or {}, task_vars)
+            elapsed = time.monotonic() - start
+            if res.get("done") or time.monotonic() >= deadline:
+                break
+            if args["progress"]:
+                display.display(self._progress_line(host, state, job, elapsed, res), color="cyan", stderr=True)
+        result.update(changed=False, done=bool(res.get("done")), ready=bool(res.get("ready")),
+                      ready_detail=res.get("ready_detail"), job=job, elapsed=round(elapsed, 2))
+        failed, msg = self._verdict(state, args, job, res, elapsed)
+        result["msg"] = msg
+        if failed:
+            result["failed"] = True
+        return result
+
+    @staticmethod
+    def _progress_line(host, state, job, elapsed, res):
+        status = job.get("status")
+        if status == "bootstrapping" or state == "bootstrapped":
+            boot = job.get("bootstrap") or {}
+            what = "bootstrap %s" % boot.get("state")
+        else:
+            what = "%s %s" % (status, format_duration(job.get("duration_s")))
+        line = job.get("last_line") or ""
+        if state == "ready" and res.get("ready_detail"):
+            line = "%s | %s" % (res["ready_detail"], line)
+        return "  [%s] %s: %s, waited %s | %s" % (host, job.get("job_id"), what, format_duration(elapsed),
+                                                  line[:200])
+
+    @staticmethod
+    def _verdict(state, args, job, res, elapsed):
+        """(failed, msg) for the end of a wait."""
+        job_id = args["job_id"]
+        status = job.get("status")
+        code = job.get("exit_code")
+        boot = job.get("bootstrap") or {}
+        where = "session %s, log %s" % (job.get("session"), job.get("log"))
+        if state == "bootstrapped":
+            bstate = boot.get("state")
+            if bstate == "done":
+                cached = " (skipped: dependencies unchanged)" if boot.get("cached") else ""
+                return False, "bootstrap of %s done%s" % (job_id, cached)
+            if bstate == "running":
+                return True, ("bootstrap of %s still running after %ds (deadline); its session %s keeps running"
+                              % (job_id, elapsed, boot.get("session")))
+            if bstate == "none":
+                return True, "no bootstrap was started for job %s" % job_id
+            return True, ("bootstrap of %s %s (exit code %s, reason %s); last lines of %s:\n%s" % (
+                job_id, "timed out" if bstate == "timeout" else bstate, boot.get("exit_code"),
+                boot.get("reason", bstate), boot.get("log"), _tail_text(boot.get("log_tail"))))
+        if status is None:
+            return True, "no job %s was started on this node (only a bootstrap exists)" % job_id
+        if state == "ready":
+            if res.get("ready"):
+                return False, "job %s ready after %ds: %s" % (job_id, elapsed, res.get("ready_detail"))
+            if res.get("done"):
+                return True, ("job %s ended (%s, exit code %s) before %s answered; last lines of job.log:\n%s"
+                              % (job_id, status, code, args["ready_url"], _tail_text(job.get("log_tail"))))
+            return True, ("job %s not ready after %ds: %s; the job is %s and keeps running (stop it with "
+                          "gpu.ops.job state=killed); last log line: %s" % (
+                              job_id, elapsed, res.get("ready_detail"), status, job.get("last_line")))
+        if not res.get("done"):
+            return True, ("job %s still %s after %ds (deadline); it keeps running (%s); last log line: %s"
+                          % (job_id, status, elapsed, where, job.get("last_line")))
+        if status == "succeeded":
+            return False, "job %s succeeded (exit code 0) in %s" % (job_id, format_duration(job.get("duration_s")))
+        if status in ("bootstrap_failed", "bootstrap_timeout"):
+            detail = ("job %s %s (exit code %s): the command never ran; last lines of %s:\n%s" % (
+                job_id, status.replace("_", " "), code, boot.get("log"), _tail_text(boot.get("log_tail"))))
+        elif status == "lost":
+            detail = "job %s lost: %s; last lines of job.log:\n%s" % (
+                job_id, job.get("lost_reason"), _tail_text(job.get("log_tail")))
+        else:
+            detail = "job %s %s with exit code %s after %s (%s); last lines of job.log:\n%s" % (
+                job_id, status, code, format_duration(job.get("duration_s")), where, _tail_text(job.get("log_tail")))
+        return bool(args["fail_on_failure"]), detail

@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 gpu.ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Controller-side helpers for the gpu.ops job action plugins. PRIVATE to the collection, may change.
+
+The node modules cannot know how the controller reaches the node (RunPod and Vast map SSH to high ports
+on a public address), so the action plugins add ``attach_command`` from the task's connection.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+
+LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
+
+
+def attach_command(session, host=None, port=None, user=None, key=None, local=False):
+    """``ssh -t -p PORT [-i KEY] user@host tmux attach -t SESSION`` (or the bare tmux command on localhost)."""
+    tmux = "tmux attach -t %s" % shlex.quote(session)
+    if local or not host:
+        return tmux
+    argv = ["ssh", "-t"]
+    if port:
+        argv += ["-p", str(port)]
+    if key:
+        argv += ["-i", str(key)]
+    argv.append("%s@%s" % (user, host) if user else str(host))
+    return " ".join(shlex.quote(a) for a in argv) + " " + tmux
+
+
+REDACTED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def redact_env(result):
+    """Replace the values of ``env`` in a module result's invocation (names stay visible)."""
+    module_args = (result.get("invocation") or {}).get("module_args") if isinstance(result, dict) else None
+    if isinstance(module_args, dict) and isinstance(module_args.get("env"), dict):
+        module_args["env"] = dict((k, REDACTED) for k in module_args["env"])
+    return result
+
+
+def format_duration(seconds):
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return "%d:%02d:%02d" % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
+
+
+class JobActionBase(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+    _supports_check_mode = True
+
+    def _conn_option(self, *names):
+        for name in names:
+            try:
+                value = self._connection.get_option(name)
+            except (KeyError, AttributeError, AnsibleError):
+                continue
+            if value not in (None, ""):
+                return value
+        return None
+
+    def _target(self, task_vars):
+        task_vars = task_vars or {}
+        transport = getattr(self._connection, "transport", "") or ""
+        if transport in LOCAL_TRANSPORTS:
+            return {"local": True}
+        pc = self._play_context
+        return {
+            "host": self._conn_option("host", "remote_addr") or getattr(pc, "remote_addr", None)
+            or task_vars.get("ansible_host") or task_vars.get("inventory_hostname"),
+            "port": self._conn_option("port") or getattr(pc, "port", None) or task_vars.get("ansible_port"),
+            "user": self._conn_option("remote_user") or getattr(pc, "remote_user", None)
+            or task_vars.get("ansible_user"),
+            "key": self._conn_option("private_key_file") or getattr(pc, "private_key_file", None),
+        }
+
+    def _decorate(self, job, task_vars):
+        """Add attach commands to a job dict returned by a node module."""
+        if not isinstance(job, dict) or not job.get("session"):
+            return job
+        target = self._target(task_vars)
+        job["attach_command"] = attach_command(job["session"], **target)
+        boot = job.get("bootstrap")
+        if isinstance(boot, dict) and boot.get("session") and boot.get("state") not in (None, "none"):
+            boot["attach_command"] = attach_command(boot["session"], **target)
+        return job
+
+    def _run_node_module(self, name, args, task_vars):
+        """Run a node module; hide the values of its ``env`` option in the result's invocation.
+
+        ``env`` is not a no_log option on purpose: Ansible would then mask every occurrence of every value
+        (a NODE_RANK of "0" would star out each 0 in the output). Values are redacted here instead, and the
+        modules never return them.
+        """
+        res = self._execute_module(module_name="gpu.ops.%s" % name, module_args=args, task_vars=task_vars)
+        redact_env(res)
+        return res
