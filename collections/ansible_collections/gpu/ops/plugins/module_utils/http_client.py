@@ -93,7 +93,7 @@ class Redactor:
     _PATTERNS = (
         re.compile(r"(?i)(api_key=)[^&\s\"']+"),
         re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-        re.compile(r"(?i)(\"?authorization\"?\s*[:=]\s*\"?)[^\"',}]+"),
+        re.compile(r"(?i)(\"?authorization\"?\s*[:=]\s*\"?(?:bearer\s+|basic\s+|token\s+)?)[^\s\"',}]+"),
     )
 
     def __init__(self, secrets=()):

@@ -358,6 +358,7 @@ class InstanceStateMachine:
             m.check_wait_options()
             if state != "absent":
                 self.public_key, self.ssh_opts = m.ssh_setup(need_public_key=state in ("present", "started"))
+                m.labels()  # bad ttl/run_id/owner fail here, before any API call
             found = self.lookup()
         except ConfigError as e:
             return m.fail(e.message, error=e)

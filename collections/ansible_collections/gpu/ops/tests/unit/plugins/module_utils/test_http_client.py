@@ -1,0 +1,169 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The HTTP client at the HTTP level: retries, Retry-After, deadlines, error messages, redaction."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.tests.unit.plugins.module_utils.fake_api import FakeApi, Sleeps
+
+KEY = "rpa_SECRETKEY1234567890"
+
+
+@pytest.fixture
+def api():
+    a = FakeApi().start()
+    yield a
+    a.stop()
+
+
+def client(api, **kw):
+    kw.setdefault("sleep", Sleeps())
+    return http.HttpClient(api.url + "/v2", KEY, provider="runpod", service="RunPod API", **kw)
+
+
+def test_bearer_auth_user_agent_and_json_body(api):
+    api.add("POST", "/v2/pods", (201, {"id": "p1"}))
+    r = client(api).request("POST", "/pods", json_body={"name": "a"}, idempotent=False)
+    assert r.status == 201 and r.data == {"id": "p1"} and r.attempts == 1
+    req = api.requests[0]
+    assert req["headers"]["authorization"] == "Bearer " + KEY
+    assert req["headers"]["user-agent"].startswith("gpu.ops/")
+    assert req["headers"]["content-type"] == "application/json"
+    assert req["body"] == {"name": "a"}
+
+
+def test_429_honours_retry_after(api):
+    api.add("GET", "/v2/pods", (429, {"title": "Too Many Requests", "status": 429, "detail": "slow down"},
+                                {"Retry-After": "3"}), (200, {"pods": []}))
+    sleeps = Sleeps()
+    r = client(api, sleep=sleeps).get("/pods")
+    assert r.data == {"pods": []} and r.attempts == 2
+    assert len(sleeps.calls) == 1 and 3.0 <= sleeps.calls[0] <= 3.25
+
+
+def test_429_without_retry_after_backs_off_exponentially_with_jitter(api):
+    api.add("GET", "/api/v0/bundles/", (429, "API requests too frequent"), (429, "API requests too frequent"),
+            (429, "API requests too frequent"), (200, {"offers": []}))
+    sleeps = Sleeps()
+    c = http.HttpClient(api.url, KEY, provider="vast", sleep=sleeps, backoff_base=0.25)
+    assert c.get("/api/v0/bundles/").data == {"offers": []}
+    assert len(sleeps.calls) == 3
+    for i, s in enumerate(sleeps.calls):
+        cap = 0.25 * 2 ** i
+        assert cap / 2 <= s <= cap
+    assert c.stats["retries"] == 3 and c.stats["requests"] == 4
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_gateway_errors_are_retried_for_reads(api, status):
+    api.add("GET", "/v2/pods/x", (status, "upstream"), (200, {"id": "x"}))
+    assert client(api).get("/pods/x").data == {"id": "x"}
+    assert len(api.calls("GET", "/v2/pods/x")) == 2
+
+
+def test_create_is_retried_on_503_but_502_is_ambiguous(api):
+    api.add("POST", "/v2/pods", (503, "busy"), (201, {"id": "p1"}))
+    assert client(api).request("POST", "/pods", json_body={}, idempotent=False).data == {"id": "p1"}
+    api.requests.clear()
+    api.add("POST", "/v2/pods", (502, "bad gateway"), (201, {"id": "p2"}))
+    with pytest.raises(http.AmbiguousError) as e:
+        client(api).request("POST", "/pods", json_body={}, idempotent=False)
+    assert e.value.category == http.AMBIGUOUS and "may have been processed" in e.value.message
+    assert len(api.requests) == 1  # never sent twice: the caller must look first
+
+
+def test_connection_refused_is_retried_then_reported():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here now
+    sleeps = Sleeps()
+    c = http.HttpClient("http://127.0.0.1:%d" % port, KEY, provider="vast", service="Vast API", sleep=sleeps,
+                        max_retries=3)
+    with pytest.raises(http.ApiError) as e:
+        c.get("/api/v0/instances/1/")
+    assert e.value.category == http.UNAVAILABLE
+    assert "connection failed" in e.value.message and "gave up after 4 attempts" in e.value.message
+    assert len(sleeps.calls) == 3 and KEY not in e.value.message
+
+
+def test_retry_after_beyond_the_deadline_fails_at_once(api):
+    api.add("GET", "/v2/pods", (429, {"title": "Too Many Requests", "status": 429, "detail": "hour window"},
+                                {"Retry-After": "600"}))
+    sleeps = Sleeps()
+    with pytest.raises(http.ApiError) as e:
+        client(api, sleep=sleeps, deadline=30).get("/pods")
+    assert e.value.category == http.RATE_LIMITED and "deadline" in e.value.message
+    assert sleeps.calls == [] and len(api.requests) == 1
+
+
+def test_max_retries_bound_the_attempts(api):
+    api.add("GET", "/v2/pods", (503, {"title": "Service Unavailable", "status": 503, "detail": "down"}))
+    with pytest.raises(http.ApiError) as e:
+        client(api, max_retries=2).get("/pods")
+    assert len(api.requests) == 3 and "gave up after 3 attempts" in e.value.message
+    assert e.value.status == 503 and e.value.details["attempts"] == 3
+
+
+def test_problem_details_become_one_message(api):
+    api.add("POST", "/v2/pods", (422, {"title": "Unprocessable Entity", "status": 422,
+                                       "detail": "Request validation failed.",
+                                       "errors": ["$.gpu.count: should be >= 1", "$: missing property 'name'"]}))
+    with pytest.raises(http.ApiError) as e:
+        client(api).request("POST", "/pods", json_body={}, idempotent=False, what="create pod 'a'")
+    msg = e.value.message
+    assert msg.startswith("RunPod API create pod 'a': HTTP 422: Unprocessable Entity: Request validation failed.")
+    assert "$.gpu.count: should be >= 1; $: missing property 'name'" in msg
+    assert e.value.category == http.INVALID_REQUEST and len(api.requests) == 1
+
+
+@pytest.mark.parametrize("status,category", [(401, http.AUTH), (403, http.FORBIDDEN), (402, http.INSUFFICIENT_FUNDS),
+                                             (404, http.NOT_FOUND), (409, http.CONFLICT), (400, http.INVALID_REQUEST),
+                                             (500, http.UNAVAILABLE)])
+def test_status_categories(api, status, category):
+    api.add("GET", "/v2/pods", (status, {"title": "x", "status": status, "detail": "d"}))
+    with pytest.raises(http.ApiError) as e:
+        client(api, max_retries=0).get("/pods")
+    assert e.value.category == category and e.value.status == status
+
+
+def test_error_text_shapes():
+    assert http.error_text({"errors": [{"message": "There are no longer any instances", "path": ["podRent"]}]}) \
+        == "There are no longer any instances (at podRent)"
+    assert http.error_text({"success": False, "error": "no_such_ask", "msg": "error 410/3907: gone"}) \
+        == "no_such_ask: error 410/3907: gone"
+    assert http.error_text({"detail": "API requests too frequent endpoint threshold=1.0"}) \
+        == "API requests too frequent endpoint threshold=1.0"
+    assert http.error_text(None, "API requests too frequent") == "API requests too frequent"
+    assert http.error_text(None, "") == "(empty body)"
+
+
+def test_keys_are_redacted_from_messages_and_details(api):
+    echo = {"title": "Bad Request", "status": 400, "detail": "key %s is not allowed here" % KEY,
+            "errors": ["Authorization: Bearer %s" % KEY]}
+    api.add("GET", "/v2/pods", (400, echo))
+    with pytest.raises(http.ApiError) as e:
+        client(api).get("/pods?api_key=%s" % KEY)
+    text = str(e.value) + repr(e.value.to_dict())
+    assert KEY not in text and http.REDACTED in text
+
+
+def test_redactor_masks_query_keys_and_bearer_tokens():
+    r = http.Redactor(["s3cr3t-value"])
+    out = r("GET /x?api_key=abc123&x=1 Authorization: Bearer tok.en-1 and s3cr3t-value")
+    assert "abc123" not in out and "tok.en-1" not in out and "s3cr3t-value" not in out
+    assert out.count(http.REDACTED) == 3
+
+
+def test_parse_retry_after():
+    assert http.parse_retry_after("7") == 7.0
+    assert http.parse_retry_after("0.5") == 0.5
+    assert http.parse_retry_after(None) is None
+    assert http.parse_retry_after("soon") is None
+    assert 0 < http.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480) == 10.0

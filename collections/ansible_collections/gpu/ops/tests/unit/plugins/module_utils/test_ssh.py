@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Key checks before money is spent, banner probes against real sockets, and the readiness loop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
+from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, Instance
+
+PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH3ryOjE0l8Qq9cJzQ8vQnYkJ8a6xg1oT1M8C4sOk2xE test@host"
+PRIV = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def write(path, text, mode):
+    path.write_text(text)
+    os.chmod(str(path), mode)
+    return str(path)
+
+
+def test_private_key_checks(tmp_path):
+    good = write(tmp_path / "id", PRIV, 0o600)
+    assert sshu.check_private_key(good) == good
+    with pytest.raises(ConfigError, match="does not exist"):
+        sshu.check_private_key(str(tmp_path / "nope"))
+    loose = write(tmp_path / "loose", PRIV, 0o644)
+    with pytest.raises(ConfigError, match="accessible by group or others .mode 0644.*chmod 600"):
+        sshu.check_private_key(loose)
+    notkey = write(tmp_path / "notkey", "hello", 0o600)
+    with pytest.raises(ConfigError, match="does not look like"):
+        sshu.check_private_key(notkey)
+    if os.getuid() != 0:  # root reads anything
+        unreadable = write(tmp_path / "unreadable", PRIV, 0o000)
+        with pytest.raises(ConfigError, match="not readable"):
+            sshu.check_private_key(unreadable)
+
+
+def test_public_key_sources(tmp_path):
+    assert sshu.load_public_key(public_key=PUB + "\n") == PUB
+    pubfile = write(tmp_path / "k.pub", PUB + "\n", 0o644)
+    assert sshu.load_public_key(public_key_file=pubfile) == PUB
+    priv = write(tmp_path / "k", PRIV, 0o600)
+    assert sshu.load_public_key(private_key_file=priv) == PUB
+    with pytest.raises(ConfigError, match="ssh_public_key_file .* does not exist"):
+        sshu.load_public_key(public_key_file=str(tmp_path / "missing.pub"))
+    with pytest.raises(ConfigError, match="not an OpenSSH public key"):
+        sshu.load_public_key(public_key="hello world")
+    with pytest.raises(ConfigError, match="holds a private key"):
+        sshu.load_public_key(public_key_file=priv)
+    with pytest.raises(ConfigError, match="no SSH public key"):
+        sshu.load_public_key()
+
+
+class Listener:
+    """A TCP server on loopback that answers every connection with ``greeting`` (or stays silent)."""
+
+    def __init__(self, greeting=None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.greeting = greeting
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            if self.greeting:
+                c.sendall(self.greeting)
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_banner_probe():
+    good = Listener(b"SSH-2.0-OpenSSH_9.6\r\n")
+    silent = Listener(None)
+    try:
+        assert sshu.probe_banner("127.0.0.1", good.port, 1.0) == (True, "SSH-2.0-OpenSSH_9.6")
+        ok, why = sshu.probe_banner("127.0.0.1", silent.port, 0.3)
+        assert not ok and "timed out" in why
+        ok, why = sshu.probe_banner("127.0.0.1", free_port(), 0.3)
+        assert not ok and "TCP connect failed" in why
+    finally:
+        good.close()
+        silent.close()
+
+
+class FakeCloud:
+    """An instance whose API status follows a script, one entry per poll (the last repeats)."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.polls = 0
+
+    def get(self, iid):
+        self.polls += 1
+        state = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if state is None:
+            return None
+        status, host, port = state
+        return Instance(id=iid, name="n", provider="runpod", status=status, provider_status=status.upper(),
+                        ssh_host=host, ssh_port=port, ssh_user="root")
+
+
+def ssh_opts(runs, rc=0):
+    def run(argv):
+        runs.append(argv)
+        return rc, "", "" if rc == 0 else "Permission denied (publickey)."
+    return {"private_key": "/k", "known_hosts": "/kh", "check_login": True, "run": run}
+
+
+def test_waiter_goes_from_pending_to_ssh_ready():
+    srv = Listener(b"SSH-2.0-OpenSSH_9.6\r\n")
+    try:
+        cloud = FakeCloud([("pending", None, None), ("pending", None, None), ("running", "127.0.0.1", srv.port)])
+        runs = []
+        t = sshu.Target("k", cloud.get, Instance(id="i1", name="n", provider="runpod", status="pending"))
+        sshu.Waiter(10, poll_interval=0.05, ssh=ssh_opts(runs)).wait([t])
+        assert t.ready and t.ready_at and t.api_polls == 3 and t.probes == 1
+        assert runs and runs[0][0] == "ssh" and "root@127.0.0.1" in runs[0] and "-i" in runs[0]
+        assert "UserKnownHostsFile=/kh" in runs[0] and "StrictHostKeyChecking=accept-new" in runs[0]
+        assert [e["event"] for e in t.events][-1] == "SSH ready"
+    finally:
+        srv.close()
+
+
+def test_waiter_times_out_with_the_last_probe_error():
+    silent = Listener(None)  # port mapped, TCP accepts, no SSH banner
+    try:
+        cloud = FakeCloud([("running", "127.0.0.1", silent.port)])
+        t = sshu.Target("k", cloud.get, Instance(id="i1", name="n", provider="runpod", status="pending"))
+        sshu.Waiter(1.0, poll_interval=0.2, ssh=ssh_opts([])).wait([t])
+        assert not t.ready and t.fatal is None
+        msg = sshu.describe_failure(t, 1)
+        assert "not reachable over SSH within 1s" in msg and "stuck in state running (RUNNING)" in msg
+        assert "timed out" in msg and str(silent.port) in msg
+        assert t.api_polls <= 3  # the API is not hammered while SSH is the problem
+    finally:
+        silent.close()
+
+
+def test_waiter_fails_fast_on_error_and_vanished_instances():
+    t1 = sshu.Target("a", FakeCloud([("error", None, None)]).get, Instance(id="a", status="pending"))
+    t2 = sshu.Target("b", FakeCloud([None]).get, Instance(id="b", status="pending"))
+    w = sshu.Waiter(30, poll_interval=0.05, ssh=ssh_opts([]))
+    w.wait([t1, t2])
+    assert t1.fatal.startswith("the API reports it error") and t2.fatal.startswith("it no longer exists")
+    assert "failed while waiting" in sshu.describe_failure(t1, 30)
+
+
+def test_waiter_tolerates_stopped_only_within_the_grace():
+    cloud = FakeCloud([("stopped", None, None)])
+    t = sshu.Target("a", cloud.get, Instance(id="a", status="stopped"), stopped_grace=0.3)
+    sshu.Waiter(5, poll_interval=0.05, ssh=ssh_opts([])).wait([t])
+    assert t.fatal and "stopped" in t.fatal and cloud.polls > 1
+
+
+def test_login_failure_is_reported():
+    srv = Listener(b"SSH-2.0-OpenSSH_9.6\r\n")
+    try:
+        t = sshu.Target("a", FakeCloud([("running", "127.0.0.1", srv.port)]).get, Instance(id="a", status="pending"))
+        sshu.Waiter(0.6, poll_interval=0.1, ssh=ssh_opts([], rc=255)).wait([t])
+        assert not t.ready and "Permission denied (publickey)." in t.last_error
+    finally:
+        srv.close()

@@ -1,0 +1,163 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Vast adapter at the HTTP level: v1 pagination, SSH pairs, create body, error mapping."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils.provider import OfferFilters
+from ansible_collections.gpu.ops.plugins.module_utils.vast import VastProvider, docker_env, normalize_status
+from ansible_collections.gpu.ops.tests.unit.plugins.module_utils.fake_api import FakeApi, Sleeps
+
+KEY = "vast_UNITTESTKEY0000"
+
+
+def row(i, **kw):
+    r = {"id": i, "label": "n-%d;run_id=r1;owner=al" % i, "actual_status": "running", "intended_status": "running",
+         "public_ipaddr": "10.0.0.%d\n" % (i % 250), "ports": {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "4%04d" % i}]},
+         "ssh_host": "ssh4.vast.ai", "ssh_port": 20000 + i, "image_runtype": "ssh ssh_direc ssh_proxy",
+         "gpu_name": "RTX 4090", "num_gpus": 1, "dph_total": 0.31, "is_bid": False, "start_date": 1764000000.5,
+         "geolocation": "Texas, US", "image_uuid": "img", "status_msg": None}
+    r.update(kw)
+    return r
+
+
+@pytest.fixture
+def api():
+    a = FakeApi().start()
+    yield a
+    a.stop()
+
+
+def provider(api, **kw):
+    return VastProvider(KEY, api.url, ssh_user=kw.pop("ssh_user", "root"), sleep=Sleeps(), **kw)
+
+
+def test_list_follows_next_token_through_every_page(api):
+    rows = [row(i) for i in range(1, 61)]
+
+    def page(req):
+        q = req["query"]
+        assert q["limit"] == "25" and json.loads(q["order_by"]) == [{"col": "id", "dir": "asc"}]
+        start = int(q.get("after_token", "0"))
+        chunk = rows[start:start + 25]
+        nxt = str(start + 25) if start + 25 < len(rows) else None
+        return (200, {"success": True, "instances_found": len(chunk), "total_instances": len(rows), "next_token": nxt,
+                      "instances": chunk})
+    api.add("GET", "/api/v1/instances/", page)
+    insts = provider(api).list()
+    assert [i.id for i in insts] == [str(i) for i in range(1, 61)]
+    assert len(api.requests) == 3
+    assert [r["query"].get("after_token") for r in api.requests] == [None, "25", "50"]
+
+
+def test_list_stops_on_a_repeated_token(api):
+    api.add("GET", "/api/v1/instances/", (200, {"success": True, "next_token": "same", "instances": [row(1)]}))
+    assert len(provider(api).list()) == 2  # first page + the page of "same", then the loop guard stops
+    assert len(api.requests) == 2
+
+
+def test_direct_ssh_pair_is_stripped_and_never_mixed(api):
+    p = provider(api, ssh_user="me")
+    inst = p.to_instance(row(7))
+    assert (inst.ssh_host, inst.ssh_port, inst.ssh_user) == ("10.0.0.7", 40007, "me")
+    assert inst.name == "n-7" and inst.labels == {"run_id": "r1", "owner": "al"}
+    assert inst.created_at == "2025-11-24T16:00:00Z"
+    # running with a direct runtype but no 22/tcp mapping yet: no SSH, and never ssh_host with a direct port
+    inst = p.to_instance(row(8, ports={}))
+    assert inst.ssh_host is None and inst.ssh_port is None
+    # a proxy-only instance: the proxy pair, whole
+    inst = p.to_instance(row(9, ports=None, image_runtype="ssh ssh_proxy"))
+    assert (inst.ssh_host, inst.ssh_port) == ("ssh4.vast.ai", 20009)
+    # not running yet: nothing
+    inst = p.to_instance(row(10, actual_status="loading", ports=None))
+    assert inst.status == "pending" and inst.ssh_host is None
+
+
+@pytest.mark.parametrize("actual,intended,msg,status", [
+    (None, "running", None, "pending"), ("loading", "running", None, "pending"), ("running", "running", None, "running"),
+    ("exited", "stopped", None, "stopped"), ("stopped", "running", None, "stopped"), ("exited", "running", None, "error"),
+    ("offline", "running", None, "error"), ("unknown", "running", None, "error"),
+    ("created", "running", "OCI runtime create failed: x", "error"),
+])
+def test_status_normalization(actual, intended, msg, status):
+    assert normalize_status({"actual_status": actual, "intended_status": intended, "status_msg": msg}) == status
+
+
+def test_show_returns_none_for_missing(api):
+    api.add("GET", "/api/v0/instances/5/", (200, {"instances": None}))
+    assert provider(api).get(5) is None
+
+
+def test_invalid_user_key_on_404_is_an_auth_error(api):
+    api.add("GET", "/api/v0/instances/5/", (404, {"error": "auth_error", "msg": "Invalid user key"}))
+    with pytest.raises(http.ApiError) as e:
+        provider(api).get(5)
+    assert e.value.category == http.AUTH and e.value.message.startswith("Vast API key rejected")
+
+
+def test_create_body_uses_the_spec_string_env_and_ssh_direct(api):
+    api.add("GET", "/api/v0/ssh/", (200, []))
+    api.add("POST", "/api/v0/ssh/", (200, {"success": True, "key": {"id": 1}}))
+    api.add("PUT", "/api/v0/asks/4200001/", (200, {"success": True, "new_contract": 7835610}))
+    api.add("POST", "/api/v0/instances/7835610/ssh/", (200, {"success": True}))
+    api.add("GET", "/api/v0/instances/7835610/", (200, {"instances": row(7835610, actual_status=None, ports=None,
+                                                                         label="train-0;run_id=r1")}))
+    inst = provider(api).create({"name": "train-0", "offer_id": 4200001, "image": "img", "disk_gb": 40,
+                                 "env": {"HF_TOKEN": "a b"}, "ports": [8888], "onstart": "echo hi",
+                                 "public_key": "ssh-ed25519 AAAA k", "labels": {"run_id": "r1"}})
+    assert inst.id == "7835610" and inst.offer_id == 4200001 and inst.status == "pending"
+    body = api.calls("PUT", "/api/v0/asks/4200001/")[0]["body"]
+    assert body == {"image": "img", "label": "train-0;run_id=r1", "disk": 40.0, "runtype": "ssh_direct",
+                    "env": "-p 22:22 -p 8888:8888 -e GPUOPS_RUN_ID=r1 -e 'HF_TOKEN=a b'",
+                    "onstart": "touch ~/.no_auto_tmux\necho hi", "cancel_unavail": True}
+    assert api.calls("POST", "/api/v0/ssh/")[0]["body"] == {"ssh_key": "ssh-ed25519 AAAA k"}
+    assert api.calls("POST", "/api/v0/instances/7835610/ssh/")[0]["body"] == {"ssh_key": "ssh-ed25519 AAAA k"}
+
+
+def test_account_key_is_not_registered_twice(api):
+    api.add("GET", "/api/v0/ssh/", (200, [{"id": 3, "key": "ssh-ed25519 AAAA other-comment"}]))
+    assert provider(api).ensure_account_key("ssh-ed25519 AAAA k") is False
+    assert not api.calls("POST", "/api/v0/ssh/")
+
+
+@pytest.mark.parametrize("status,body,category", [
+    (410, {"success": False, "error": "no_such_ask", "msg": "error 410/3907: no_such_ask Instance type 1 is no longer available."},
+     http.OFFER_GONE),
+    (404, {"success": False, "error": "invalid_args", "msg": "error 404/3603: no_such_ask Instance type by id 1 is not available."},
+     http.OFFER_GONE),
+    (400, {"success": False, "error": "insufficient_credit", "msg": "error 400/3561: insufficient_credit"},
+     http.INSUFFICIENT_FUNDS),
+    (400, {"success": False, "error": "invalid_price", "msg": "bid below min"}, http.INVALID_REQUEST),
+])
+def test_rent_errors_are_categorized(api, status, body, category):
+    api.add("PUT", "/api/v0/asks/1/", (status, body))
+    with pytest.raises(http.ApiError) as e:
+        provider(api).create({"name": "x", "offer_id": 1, "image": "i"})
+    assert e.value.category == category
+    assert len(api.calls("PUT", "/api/v0/asks/1/")) == 1
+
+
+def test_search_body_follows_the_spec_enum(api):
+    api.add("POST", "/api/v0/bundles/", (200, {"offers": [
+        {"id": 1, "gpu_name": "RTX 4090", "num_gpus": 1, "gpu_ram": 24564, "dph_total": 0.3, "min_bid": 0.15,
+         "geolocation": "Texas, US", "cuda_max_good": 12.4, "reliability2": 0.99, "verification": "verified"},
+        {"id": 2, "gpu_name": "RTX 3090", "num_gpus": 1, "gpu_ram": 24576, "dph_total": 0.2, "geolocation": "Texas, US",
+         "cuda_max_good": 12.4, "reliability2": 0.99}]}))
+    offers = provider(api).find_offers(OfferFilters(gpu=["4090"], max_price_per_hour=0.5, regions=["US"],
+                                                    min_cuda_version="12.2", interruptible=True))
+    assert [(o.offer_id, o.gpu_model, o.vram_gb, o.country, o.interruptible) for o in offers] == \
+        [(1, "RTX 4090", 24, "US", True)]
+    q = api.requests[0]["body"]
+    assert q["type"] == "bid" and q["dph_total"] == {"lte": 0.5} and q["geolocation"] == {"in": ["US"]}
+    assert q["cuda_max_good"] == {"gte": 12.2} and q["num_gpus"] == {"eq": 1} and len(q["order"]) == 2
+    assert provider(api).search_body(OfferFilters())["type"] == "ondemand"
+
+
+def test_docker_env_quotes_values():
+    assert docker_env({"A": "x y", "B": "1"}, ["22"]) == "-p 22:22 -e 'A=x y' -e B=1"
