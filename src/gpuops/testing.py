@@ -22,7 +22,7 @@ import requests
 import yaml
 
 from .sim.client import SimClient
-from .sim.nodes import kill_pids, pids_with_marker
+from .sim.nodes import kill_pids, pids_using_dirs, pids_with_marker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,10 +139,14 @@ class SimHarness:
         return self.client.env()
 
     def leaks(self) -> dict:
-        """Instances still alive and processes still carrying this simulator's marker."""
+        """Instances still alive, and processes still carrying this simulator's marker or holding a file of
+        one of its nodes (sshd connections carry no marker)."""
         led = self.client.ledger()
         token = self.client.info["token"]
-        return {"live_instances": led["live_instances"], "processes": pids_with_marker(f"{token}:")}
+        pids = set(pids_with_marker(f"{token}:"))
+        for node_pids in pids_using_dirs(self.state_dir / "nodes").values():
+            pids |= node_pids
+        return {"live_instances": led["live_instances"], "processes": sorted(pids)}
 
     # ------------------------------------------------------------------ vendor API calls (HTTP, as a client would)
     def _rp(self, method: str, path: str, **kw) -> requests.Response:

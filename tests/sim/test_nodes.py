@@ -140,3 +140,32 @@ def test_files_move_over_scp_and_sftp(runpod_node, tmp_path):
 
 def test_nodes_run_as_the_invoking_user(runpod_node):
     assert runpod_node.ssh("id -u").stdout.strip() == str(os.getuid())
+
+
+def test_destroy_drops_open_connections_of_controlpersist_masters(sim, make_nodes):
+    """Ansible keeps ControlPersist masters open (ansible.cfg); sshd lets connections outlive their listener,
+    so without care a 'destroyed' node would keep serving them. Destroy must drop them too."""
+    import tempfile
+
+    node = make_nodes(1, "runpod")[0]
+    short = tempfile.mkdtemp(prefix="cp", dir="/tmp")  # unix socket paths are limited to ~100 bytes
+    ctl = f"{short}/%C"
+    master = ["-o", "ControlMaster=auto", "-o", f"ControlPath={ctl}", "-o", "ControlPersist=300"]
+    base = ["ssh", *node.ssh_args, *master, f"{node.user}@{node.host}"]
+    assert subprocess.run([*base, "echo via-master"], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip() == "via-master"
+    assert subprocess.run(["ssh", *master, "-O", "check", f"{node.user}@{node.host}", "-p", str(node.port)],
+                          capture_output=True, timeout=10).returncode == 0
+    detail = sim.client.instance(node.id)
+    sshd = [p for p in detail["processes"] if Path(f"/proc/{p}/comm").read_text().strip() == "sshd"]
+    assert len(sshd) >= 2  # the listener and the master's connection
+    sim.destroy(node)
+    assert [p for p in detail["processes"] if alive(p)] == []
+    # the master noticed: its connection is gone, a command through it fails
+    r = subprocess.run([*base, "-o", "ControlMaster=no", "true"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 255
+    subprocess.run(["ssh", *master, "-O", "exit", f"{node.user}@{node.host}", "-p", str(node.port)],
+                   capture_output=True, timeout=10)
+    import shutil
+
+    shutil.rmtree(short, ignore_errors=True)

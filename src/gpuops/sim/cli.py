@@ -21,8 +21,8 @@ from pathlib import Path
 from .client import SimClient, SimNotRunning, pid_alive, read_server_info
 from .errors import SimConfigError
 from .faults import load_faults_file
-from .nodes import kill_pids, pids_with_marker
-from .server import check_host, check_state_dir, default_state_dir
+from .nodes import kill_pids, pids_using_dirs, pids_with_marker
+from .local import check_host, check_state_dir, default_state_dir
 
 
 def _exports(client: SimClient) -> str:
@@ -201,8 +201,12 @@ def cmd_stop(a) -> int:
     elif not token:
         print(f"gpuops-sim: nothing running for state dir {state_dir}")
         return 0
-    # sweep: anything still carrying this simulator's marker (e.g. after a crash) is killed
-    leftovers = pids_with_marker(f"{token}:") if token else []
+    # sweep: anything still carrying this simulator's marker, or holding a file of one of its nodes (sshd
+    # connections carry no marker), is killed, e.g. after a crash
+    leftovers = set(pids_with_marker(f"{token}:")) if token else set()
+    for pids in pids_using_dirs(state_dir / "nodes").values():
+        leftovers |= pids
+    leftovers = sorted(leftovers)
     survivors = kill_pids(leftovers) if leftovers else []
     (state_dir / "server.json").unlink(missing_ok=True)
     msg = f"gpuops-sim stopped: {destroyed} instance(s) destroyed"

@@ -571,11 +571,12 @@ class Engine:
 
     def status(self) -> list[dict]:
         out = []
+        procs = self.nodes.processes_all() if any(not i.api_only for i in self.instances.values()) else {}
         for i in self.instances.values():
             self._bill(i)
             out.append({"id": i.id, "provider": i.provider, "name": i.name, "status": i.phase,
                         "gpu_type": i.gpu_type, "gpu_count": i.gpu_count, "interruptible": i.interruptible,
                         "ssh_host": i.ip if i.ssh_port else None, "ssh_port": i.ssh_port,
                         "price_per_hour": i.price_per_hour, "api_only": i.api_only,
-                        "processes": 0 if i.api_only else len(self.nodes.processes(i.id))})
+                        "processes": 0 if i.api_only else len(procs.get(i.id, []))})
         return out

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,72 @@ def pids_with_marker(value_prefix: str) -> list[int]:
     return out
 
 
+def pids_using_dirs(parent: Path | str) -> dict[str, set[int]]:
+    """Processes whose working directory or any open file lies under ``parent/<name>/``, by ``<name>``.
+
+    This finds what the environment marker cannot: sshd drops its environment, so its listener and the
+    per-connection processes (kept alive by a client's ControlPersist master long after a node is gone)
+    carry no marker, but they all hold the node's sshd.log (and nss_wrapper files) open.
+    """
+    root = os.path.realpath(str(parent)) + os.sep
+    spare = _ancestors()  # never ourselves or the shell that runs us (it may sit in a node's home)
+    out: dict[str, set[int]] = {}
+    if not os.path.isdir("/proc"):
+        return out
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in spare:
+            continue
+        pid = int(name)
+        links = [f"/proc/{pid}/cwd"]
+        try:
+            links += [f"/proc/{pid}/fd/{fd}" for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # gone, or not ours
+            continue
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if target.startswith(root):
+                node = target[len(root):].split(os.sep, 1)[0]
+                if node:
+                    out.setdefault(node, set()).add(pid)
+                    break
+    return out
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def descendants(root_pid: int) -> list[int]:
+    """All descendants of a process (one pass over /proc)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root_pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 def kill_pids(pids: list[int], deadline_s: float = 5.0) -> list[int]:
     """SIGTERM, wait (polling, bounded), then SIGKILL what is left. Returns survivors (should be [])."""
     for pid in pids:
@@ -210,14 +277,24 @@ class NodeManager:
     def home(self, instance_id: str) -> Path:
         return self.node_dir(instance_id) / "home"
 
+    def tmux_dir(self, instance_id: str) -> Path:
+        """The node's TMUX_TMPDIR. tmux's socket path (<dir>/tmux-<uid>/default) must fit in a unix socket
+        address (~107 bytes), so a deep state dir gets a short private dir under the system temp dir."""
+        d = self.node_dir(instance_id) / "tmux"
+        if len(str(d)) + len(f"/tmux-{os.getuid()}/default") < 100:
+            return d
+        return Path(tempfile.gettempdir()) / f"gpuops-sim-{os.getuid()}" / f"{self.token}-{instance_id}"
+
     def prepare(self, spec: NodeSpec) -> Path:
         """Create the instance's directory (idempotent: a restarted node keeps its home, like a volume)."""
         d = self.node_dir(spec.instance_id)
         (d / "home").mkdir(parents=True, exist_ok=True)
         (d / "bin").mkdir(exist_ok=True)
-        (d / "tmux").mkdir(exist_ok=True)
         os.chmod(d, 0o700)
-        os.chmod(d / "tmux", 0o700)
+        tmux = self.tmux_dir(spec.instance_id)
+        tmux.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmux.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(tmux, 0o700)
         hostkey = d / "ssh_host_ed25519_key"
         if not hostkey.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"sim-{spec.instance_id}",
@@ -288,7 +365,7 @@ class NodeManager:
         path = f"{d / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
         setenv = {
             "HOME": str(home),
-            "TMUX_TMPDIR": str(d / "tmux"),
+            "TMUX_TMPDIR": str(self.tmux_dir(spec.instance_id)),
             "PATH": path,
             "GPUOPS_SIM_GPU_FILE": str(d / "gpus.json"),
             "GPUOPS_SIM_CONTAINER_ENV": str(d / "container.env"),
@@ -387,7 +464,7 @@ class NodeManager:
         d = self.node_dir(spec.instance_id)
         env = {
             "HOME": str(d / "home"),
-            "TMUX_TMPDIR": str(d / "tmux"),
+            "TMUX_TMPDIR": str(self.tmux_dir(spec.instance_id)),
             "PATH": f"{d / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             MARKER: f"{self.token}:{spec.instance_id}",
             **self.nss_env(spec.instance_id),
@@ -420,26 +497,53 @@ class NodeManager:
                 await asyncio.to_thread(proc.wait, 3)
 
     async def stop(self, instance_id: str) -> list[int]:
-        """Kill sshd, the tmux server and every process of the node. Returns survivors (should be [])."""
+        """Kill sshd (listener and every open connection), the tmux server and every process of the node.
+        Returns survivors (should be [])."""
         for s in self._blackholes.pop(instance_id, []):
             s.close()
+        proc = self._procs.get(instance_id)
+        # connections outlive their listener (sshd's design): a client's ControlPersist master would keep a
+        # shell on a destroyed node, so the listener's whole tree goes too
+        tree = await asyncio.to_thread(descendants, proc.pid) if proc and proc.poll() is None else []
         await self._stop_proc(instance_id)
-        tmuxdir = self.node_dir(instance_id) / "tmux"
+        await asyncio.to_thread(self._kill_tmux, instance_id)
+        pids = set(tree) | set(await asyncio.to_thread(self.processes, instance_id))
+        return await asyncio.to_thread(kill_pids, sorted(pids))
+
+    def _kill_tmux(self, instance_id: str) -> None:
+        tmuxdir = self.tmux_dir(instance_id)
         if tmuxdir.is_dir():
             for sock_dir in tmuxdir.glob("tmux-*"):
                 for sock in sock_dir.iterdir():
                     subprocess.run(["tmux", "-S", str(sock), "kill-server"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, timeout=5, check=False)
-        pids = await asyncio.to_thread(pids_with_marker, f"{self.token}:{instance_id}")
-        return await asyncio.to_thread(kill_pids, pids)
 
     async def destroy(self, instance_id: str) -> list[int]:
         survivors = await self.stop(instance_id)
+        shutil.rmtree(self.tmux_dir(instance_id), ignore_errors=True)
         shutil.rmtree(self.node_dir(instance_id), ignore_errors=True)
         return survivors
 
     def processes(self, instance_id: str) -> list[int]:
-        return pids_with_marker(f"{self.token}:{instance_id}")
+        """Every process of the node: marked ones (sessions, tmux, jobs) and sshd's (no marker, see
+        pids_using_dirs)."""
+        pids = set(pids_with_marker(f"{self.token}:{instance_id}"))
+        pids |= pids_using_dirs(self.nodes_dir).get(str(instance_id), set())
+        return sorted(pids)
+
+    def processes_all(self) -> dict[str, list[int]]:
+        """processes() of every node, in one pass over /proc (for status listings)."""
+        out: dict[str, set[int]] = {k: set(v) for k, v in pids_using_dirs(self.nodes_dir).items()}
+        prefix = f"{MARKER}={self.token}:".encode()
+        me = os.getpid()
+        for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not name.isdigit() or int(name) == me:
+                continue
+            for entry in _proc_environ(int(name)).split(b"\0"):
+                if entry.startswith(prefix):
+                    out.setdefault(entry[len(prefix):].decode(errors="replace"), set()).add(int(name))
+                    break
+        return {k: sorted(v) for k, v in out.items()}
 
     def sshd_alive(self, instance_id: str) -> bool:
         p = self._procs.get(instance_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import json
 import logging
 import os
@@ -22,35 +21,7 @@ from .catalog import load_catalog
 from .engine import Engine
 from .errors import SimConfigError
 from .faults import load_faults_file
-
-
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "gpuops-sim"
-
-
-def check_state_dir(state_dir: Path) -> Path:
-    state_dir = Path(state_dir).expanduser().resolve()
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(state_dir, 0o700)
-        probe = state_dir / f".write-test-{os.getpid()}"
-        probe.write_text("x")
-        probe.unlink()
-    except OSError as e:
-        raise SimConfigError(f"state dir {state_dir} is not writable: {e.strerror}") from None
-    return state_dir
-
-
-def check_host(host: str) -> str:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise SimConfigError(f"--host {host}: give a loopback IP address such as 127.0.0.1") from None
-    if not ip.is_loopback:
-        raise SimConfigError(f"--host {host}: the simulator binds to loopback only (its nodes accept any key "
-                             "you register)")
-    return host
+from .local import check_host, check_state_dir, default_state_dir  # noqa: F401  (re-exported, used below)
 
 
 def load_keys(state_dir: Path) -> dict:
