@@ -39,3 +39,5 @@ def test_json_document_has_every_task_and_host(tmp_path):
     assert tasks["Skipped"]["skipped"] is True
     assert tasks["Fails"]["failed"] is True and tasks["Fails"]["msg"] == "boom"
     assert doc["stats"]["localhost"]["failures"] == 1
+    durations = [t["task"]["duration_s"] for t in doc["plays"][0]["tasks"]]
+    assert all(isinstance(d, float) and d >= 0 for d in durations) and "_t0" not in doc["plays"][0]["tasks"][0]

@@ -1,13 +1,15 @@
 """Stdout callback for tests and tools: one JSON document at the end of the run.
 
 The shape follows ansible.posix.json (not part of ansible-core, and not installed here):
-``{"plays": [{"play": {...}, "tasks": [{"task": {"name", "id"}, "hosts": {host: result}}]}], "stats": {...}}``.
+``{"plays": [{"play": {...}, "tasks": [{"task": {"name", "id", "duration_s"}, "hosts": {host: result}}]}],
+"stats": {...}}``; ``duration_s`` runs from the task's start to its last host result (benchmarks read it).
 Used by gpuops.testing.run_playbook(json_output=True).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -34,7 +36,8 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional):
         if not self.plays:
             self.plays.append({"play": {"name": "", "id": ""}, "tasks": []})
-        self.plays[-1]["tasks"].append({"task": {"name": task.get_name(), "id": str(task._uuid)}, "hosts": {}})
+        self.plays[-1]["tasks"].append({"task": {"name": task.get_name(), "id": str(task._uuid), "duration_s": 0.0},
+                                        "hosts": {}, "_t0": time.monotonic()})
 
     v2_playbook_on_handler_task_start = v2_playbook_on_task_start
 
@@ -49,6 +52,7 @@ class CallbackModule(CallbackBase):
         for entry in reversed(self.plays[-1]["tasks"] if self.plays else []):
             if entry["task"]["id"] == str(task._uuid):
                 entry["hosts"][host.get_name()] = data
+                entry["task"]["duration_s"] = round(time.monotonic() - entry["_t0"], 4)
                 return
 
     def v2_runner_on_ok(self, result, **kwargs):
@@ -65,4 +69,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         summary = {h: stats.summarize(h) for h in sorted(stats.processed)}
+        for play in self.plays:
+            for entry in play["tasks"]:
+                entry.pop("_t0", None)
         self._display.display(json.dumps({"plays": self.plays, "stats": summary}, indent=1, sort_keys=True))
