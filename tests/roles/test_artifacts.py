@@ -174,8 +174,10 @@ def test_stage_skip_corrupt_and_rehash(make_nodes, sim, tmp_path, http_server):
     assert sums[0::2] == [WEIGHTS_SHA, local_sha]
     assert node_ls(node, "~/.bifrost/cache/sha256") == sorted([WEIGHTS_SHA, local_sha])
 
-    # rerun: verified, skipped, one round trip, nothing fetched
-    proc = stage(inv, manifest)
+    # rerun, this time from a catalog file (a mapping with an "artifacts" list): verified, skipped, nothing fetched
+    catalog = tmp_path / "catalog.yml"
+    catalog.write_text(json.dumps({"artifacts": manifest}))  # JSON is YAML
+    proc = stage(inv, [], artifacts_manifest_file=str(catalog))
     res = results(proc)[node.name]
     assert res["changed"] is False and [a["cache"] for a in res["artifacts"]] == ["hit", "hit"]
     assert http_server.hits == {"/weights.bin": 1}
