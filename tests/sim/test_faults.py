@@ -291,3 +291,35 @@ def test_bad_faults_are_rejected_with_one_line(sim_faults):
         r = requests.post(url, data=text.encode(), headers=hdr, timeout=10)
         assert r.status_code == 400 and part in r.json()["detail"] and "\n" not in r.json()["detail"], (text, r.text)
     assert sim_faults.request("GET", "/_sim/faults")["faults"] == []
+
+
+def test_preemption_counts_from_the_latest_start(sim, gql, sim_faults, uid, cleanup):
+    """A stop/start in between resets the clock of the preemption: the timer of the first run must not
+    preempt the second one early."""
+    from test_api_graphql import rent, wait_runtime
+
+    sim_faults.add_faults(f"faults: [{{type: preempt, after_seconds: 600, match: {{name: 'f-{uid}'}}}}]")
+    pid = rent(gql, f"f-{uid}", sim.pubkey, spot=True).json()["data"]["podRentInterruptable"]["id"]
+    cleanup("runpod", pid)
+    wait_runtime(sim, gql, pid)
+    sim.client.advance(300)
+    gql.q(f'mutation {{ podStop(input: {{ podId: "{pid}" }}) {{ id }} }}')
+    r = gql.q(f'mutation {{ podBidResume(input: {{ podId: "{pid}", bidPerGpu: 0.5, gpuCount: 1 }}) {{ id }} }}')
+    assert "errors" not in r.json(), r.text
+    wait_runtime(sim, gql, pid)
+    sim.client.advance(350)  # 650 s after the first start, 350 s after the second
+    # a second spot pod that gets preempted 10 s after it starts: once it is, the timers have run
+    sim_faults.add_faults(f"faults: [{{type: preempt, after_seconds: 10, match: {{name: 'f-{uid}-probe'}}}}]")
+    probe = rent(gql, f"f-{uid}-probe", sim.pubkey, spot=True).json()["data"]["podRentInterruptable"]["id"]
+    cleanup("runpod", probe)
+    wait_runtime(sim, gql, probe)
+    sim.client.advance(11)
+
+    def status(p):
+        return gql.q(f'query {{ pod(input: {{ podId: "{p}" }}) {{ desiredStatus }} }}').json()["data"]["pod"][
+            "desiredStatus"]
+
+    sim.client.wait_until(lambda: status(probe) == "EXITED", 20, "probe preempted")
+    assert status(pid) == "RUNNING"
+    sim.client.advance(250)  # now 611 s after the second start
+    sim.client.wait_until(lambda: status(pid) == "EXITED", 20, "preempted after its own 600 s")

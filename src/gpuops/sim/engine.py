@@ -106,6 +106,7 @@ class Instance:
     terminate_failures: int = 0
     gpu_fault: dict = field(default_factory=dict)
     label_extra: dict = field(default_factory=dict)
+    run_gen: int = 0  # bumped by every start and stop: timers of an earlier run are void
 
     @property
     def live(self) -> bool:
@@ -191,7 +192,9 @@ class Engine:
 
     # ------------------------------------------------------------------ timers
     def _schedule(self, at: float, iid: str, action: str) -> None:
-        heapq.heappush(self._timers, (at, next(self._seq), iid, action))
+        inst = self.instances.get(iid)
+        gen = inst.run_gen if inst else 0
+        heapq.heappush(self._timers, (at, next(self._seq), iid, f"{action}:{gen}"))
         self._wake.set()
 
     async def _tick_loop(self) -> None:
@@ -224,6 +227,9 @@ class Engine:
         self._wake.set()
 
     async def _on_timer(self, inst: Instance, action: str) -> None:
+        action, _, gen = action.partition(":")
+        if gen and int(gen) != inst.run_gen:  # scheduled for an earlier run (stopped and started since)
+            return
         if action == "boot" and inst.phase == "provisioning":
             self._set_phase(inst, "starting")
             if inst.boot_error:
@@ -382,13 +388,18 @@ class Engine:
         return inst
 
     async def _boot_node(self, inst: Instance) -> None:
+        gen = inst.run_gen
+
+        def stale() -> bool:  # stopped, terminated, or stopped and started again since this boot began
+            return inst.phase != "starting" or inst.run_gen != gen or self._closing
+
         # the rest of the boot time is "container starting"
         rest = max(0.0, inst.boot_seconds) * 0.7
         if rest:
             end = time.monotonic() + rest
-            while time.monotonic() < end and inst.phase == "starting":
+            while time.monotonic() < end and not stale():
                 await asyncio.sleep(min(0.05, end - time.monotonic()))
-        if inst.phase != "starting" or self._closing:
+        if stale():
             return
         spec = NodeSpec(instance_id=inst.id, ip=inst.ip, authorized_keys=inst.keys, gpus=[],
                         env=self._node_env(inst), onstart=inst.onstart)
@@ -401,13 +412,13 @@ class Engine:
                 ports = await self.nodes.start(spec)
             except Exception as e:
                 await self.nodes.stop(inst.id)  # whatever half-started, it goes
-                if inst.phase != "starting" or self._closing:  # stopped or terminated while sshd started
+                if stale():  # stopped or terminated while sshd started
                     return
                 # sshd failed: a container error, as a vendor would report it
                 log.error("node %s failed to boot: %s", inst.id, e)
                 self._enter_error(inst, f"container failed to start: {e}")
                 return
-        if inst.phase != "starting":  # stopped/terminated while booting
+        if stale():  # stopped/terminated while booting
             await self.nodes.stop(inst.id)
             return
         inst.ssh_port, inst.proxy_port = ports[0], ports[1]
@@ -436,6 +447,7 @@ class Engine:
 
     # ------------------------------------------------------------------ stop / start / terminate
     async def _stop_node(self, inst: Instance, reason: str) -> None:
+        inst.run_gen += 1
         self._set_phase(inst, "exited")
         inst.stop_reason = reason
         inst.ended_at = self.clock.now()
@@ -463,6 +475,7 @@ class Engine:
         inst.intended = "running"
         inst.stop_reason = None
         inst.status_msg = None
+        inst.run_gen += 1
         self._set_phase(inst, "provisioning")
         if inst.api_only:
             self._set_phase(inst, "running")
