@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from simapi import REPO, parse_exports, pod_body, run_cli
 
+from gpuops.sim.catalog import DEFAULT_CATALOG
 from gpuops.sim.client import SimClient
 from gpuops.sim.nodes import pids_with_marker
 from gpuops.testing import make_keypair, wait_ssh
@@ -137,7 +139,13 @@ def test_simulators_side_by_side_and_default_state_dir(tmp_path):
     a = run_cli("start", env=env)  # no --state-dir: the per-user default
     assert a.returncode == 0, a.stderr
     b_state = tmp_path / "b"
-    b = run_cli("start", *sd(b_state))
+    # b sells its own catalog: one extra GPU type, and the v0 list still answering (as on some accounts)
+    cat = yaml.safe_load(DEFAULT_CATALOG.read_text())
+    extra = dict(cat["runpod"]["gpu_types"][0], id="NVIDIA Sim Test 9000", name="Sim 9000")
+    cat["runpod"]["gpu_types"].append(extra)
+    cat["settings"]["vast_v0_list"] = "ok"
+    (tmp_path / "cat.yml").write_text(yaml.safe_dump(cat))
+    b = run_cli("start", *sd(b_state), "--catalog", str(tmp_path / "cat.yml"))
     try:
         assert b.returncode == 0, b.stderr
         ea, eb = parse_exports(a.stdout), parse_exports(b.stdout)
@@ -148,6 +156,17 @@ def test_simulators_side_by_side_and_default_state_dir(tmp_path):
                          timeout=10)
         assert r.status_code == 401
         assert json.loads(run_cli("status", "--json", env=env).stdout)["url"] == ea["RUNPOD_API_URL"][:-3]
+        hb = {"Authorization": f"Bearer {eb['RUNPOD_API_KEY']}"}
+        ids_b = [g["id"] for g in requests.get(eb["RUNPOD_API_URL"] + "/catalog/gpus", headers=hb, timeout=10
+                                               ).json()["gpus"]]
+        ha = {"Authorization": f"Bearer {ea['RUNPOD_API_KEY']}"}
+        ids_a = [g["id"] for g in requests.get(ea["RUNPOD_API_URL"] + "/catalog/gpus", headers=ha, timeout=10
+                                               ).json()["gpus"]]
+        assert "NVIDIA Sim Test 9000" in ids_b and "NVIDIA Sim Test 9000" not in ids_a
+        v0 = [requests.get(e["VAST_API_URL"] + "/api/v0/instances/", timeout=10,
+                           headers={"Authorization": f"Bearer {e['VAST_API_KEY']}"}) for e in (ea, eb)]
+        assert v0[0].status_code == 410 and v0[1].status_code == 200
+        assert v0[1].json() == {"instances_found": 0, "instances": []}
         assert run_cli("stop", env=env).returncode == 0
         # b is unaffected
         assert json.loads(run_cli("status", *sd(b_state), "--json").stdout)["instances"] == []
