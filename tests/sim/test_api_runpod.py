@@ -75,7 +75,9 @@ def test_create_get_list_and_ssh_direct_appears_only_when_up(sim, rp, uid, clean
     assert up["actions"] == ["stop", "restart", "terminate"]
     assert up["startedAt"] is not None
 
-    listed = rp.get("/pods").json()
+    r = rp.get("/pods")
+    assert "minute" in r.headers["RateLimit"] and "q=60" in r.headers["RateLimit-Policy"]  # on 2xx too
+    listed = r.json()
     assert set(listed) == {"pods"}
     assert pod["id"] in [p["id"] for p in listed["pods"]]
 

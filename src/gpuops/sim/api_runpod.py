@@ -35,7 +35,8 @@ def problem(status: int, detail: str, *, errors: list[str] | None = None, title:
     body: dict[str, Any] = {"title": title or TITLES.get(status, "Error"), "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
-    h = {"RateLimit": '"minute";r=59;t=60', "RateLimit-Policy": '"minute";q=60;w=60, "hour";q=3000;w=3600'}
+    h = {"RateLimit": '"minute";r=59;t=60',
+         "RateLimit-Policy": '"minute";q=60;w=60, "hour";q=3000;w=3600, "day";q=50000;w=86400'}
     h.update(headers or {})
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=h)
 

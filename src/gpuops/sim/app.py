@@ -22,6 +22,10 @@ from .errors import ApiError, SimConfigError
 from .faults import parse_faults
 
 
+RATE_LIMIT_HEADERS = [(b"ratelimit", b'"minute";r=59;t=60'),
+                      (b"ratelimit-policy", b'"minute";q=60;w=60, "hour";q=3000;w=3600, "day";q=50000;w=86400')]
+
+
 def api_of(path: str) -> str | None:
     if path.startswith("/v2") or path.startswith("/v1"):
         return "runpod"
@@ -95,6 +99,12 @@ class SimMiddleware:
         async def snd(msg):
             if msg["type"] == "http.response.start":
                 status_box[0] = msg["status"]
+                if api == "runpod" and path.startswith("/v2"):
+                    # v2 sends its quota headers on every authenticated answer, not only on 429s (spec)
+                    names = {k.lower() for k, _ in msg.get("headers", [])}
+                    extra = [(k, v) for k, v in RATE_LIMIT_HEADERS if k.lower() not in names]
+                    if extra:
+                        msg = dict(msg, headers=list(msg.get("headers", [])) + extra)
             await send(msg)
 
         fault = self.engine.faults.take_request_fault(api, method, path)
