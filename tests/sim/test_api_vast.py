@@ -354,6 +354,11 @@ def test_rate_limit_is_plain_text_without_retry_after(vast, sim_faults):
     assert r.status_code == 429 and r.text.startswith("API requests too frequent")
     assert "Retry-After" not in r.headers
     assert vast.post("/api/v0/bundles/", json={}).status_code == 200
+    # the JSON variant
+    sim_faults.add_faults("faults: [{type: rate_limit, api: vast, body: json, count: 1}]")
+    r = vast.get("/api/v1/instances/")
+    assert r.status_code == 429 and r.json() == {"detail": "API requests too frequent endpoint threshold=1.0"}
+    assert "Retry-After" not in r.headers
 
 
 def test_server_error(vast, sim_faults):

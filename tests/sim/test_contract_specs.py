@@ -466,6 +466,9 @@ def test_vast_requests_and_answers_match_spec(sim, sim_faults, vast, vast_spec, 
         sim_faults.add_faults("faults: [{type: rate_limit, api: vast, endpoint: 'GET /api/v1/instances', "
                               "count: 1}, {type: server_error, api: vast, endpoint: 'GET /api/v0/ssh', count: 1}]")
         vast.get("/api/v1/instances/")  # 429 text
+        sim_faults.add_faults("faults: [{type: rate_limit, api: vast, body: json, endpoint: 'GET /api/v0/instances/*',"
+                              " count: 1}]")
+        vast.get(f"/api/v0/instances/{iid}/")  # 429 JSON, as the spec shows it
         vast.get("/api/v0/ssh/")  # 503
     finally:
         vast.delete(f"/api/v0/instances/{iid}/", json={})

@@ -42,6 +42,8 @@ def render_error(api: str | None, err: ApiError) -> Response:
                             status_code=err.status, headers=err.headers)
     if api == "vast":
         if err.status == 429:
+            if err.extra.get("json"):  # the other shape Vast uses for 429 (and its spec shows)
+                return JSONResponse({"detail": err.message}, status_code=429, headers=err.headers)
             return PlainTextResponse(err.message, status_code=429, headers=err.headers)
         body = {"success": False, "error": err.code or ("server_error" if err.status >= 500 else "invalid_args"),
                 "msg": err.message, **err.extra}
@@ -120,7 +122,8 @@ class SimMiddleware:
                     headers["Retry-After"] = str(int(fault.retry_after) if float(fault.retry_after).is_integer()
                                                  else fault.retry_after)
                 if api == "vast":
-                    err = ApiError(429, "API requests too frequent endpoint threshold=1.0")
+                    err = ApiError(429, "API requests too frequent endpoint threshold=1.0",
+                                   extra={"json": True} if fault.body == "json" else None)
                 else:
                     err = ApiError(429, "rate limit exceeded for the minute window", headers=headers)
             else:

@@ -7,7 +7,10 @@ File format::
         api: runpod               # runpod (REST v2) | graphql | vast | any (default)
         endpoint: "POST /v2/pods" # optional "METHOD /path-glob"
         count: 3
-        retry_after: 1            # seconds; RunPod sends Retry-After, Vast does not (as the vendors)
+        retry_after: 1            # seconds; RunPod sends Retry-After, Vast does not (as the vendors).
+                                  # Sent as given: use whole seconds for vendor-exact headers
+        body: text                # Vast only: text (plain "API requests too frequent ...", default) or
+                                  # json ({"detail": "API requests too frequent ..."}); both happen on Vast
       - type: server_error        # 5xx on the next `count` matching requests
         status: 503
       - type: no_capacity         # creates refused as "no capacity" / Vast no_such_ask
@@ -66,6 +69,7 @@ class Fault:
     endpoint: str | None = None
     status: int = 503
     retry_after: float | None = 1.0
+    body: str = "text"
     seconds: float = 0.0
     after_seconds: float = 30.0
     match: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +85,7 @@ class Fault:
             d["status"] = self.status
         if self.type == "rate_limit":
             d["retry_after"] = self.retry_after
+            d["body"] = self.body
         if self.type == "slow_boot":
             d["seconds"] = self.seconds
         if self.type == "preempt":
@@ -147,6 +152,8 @@ def parse_fault(raw: Any, where: str) -> Fault:
     allowed = {"type", "count", "match"}
     if t in REQUEST_TYPES:
         allowed |= {"api", "endpoint", "status", "retry_after"}
+    if t == "rate_limit":
+        allowed |= {"body"}
     if t == "slow_boot":
         allowed |= {"seconds"}
     if t == "preempt":
@@ -173,6 +180,9 @@ def parse_fault(raw: Any, where: str) -> Fault:
             raise SimConfigError(f"{where}: status must be a 5xx code")
         ra = raw.get("retry_after", 1.0)
         f.retry_after = None if ra is None else float(ra)
+        f.body = str(raw.get("body", "text"))
+        if f.body not in ("text", "json"):
+            raise SimConfigError(f"{where}: body must be text or json")
         if t == "slow_boot":
             if "seconds" not in raw:
                 raise SimConfigError(f"{where}: slow_boot needs 'seconds'")
