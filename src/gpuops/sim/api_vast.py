@@ -115,6 +115,19 @@ def _match(value: Any, op: str, target: Any, field: str) -> bool:
                        code="invalid_args") from None
 
 
+def stored_columns(engine: Engine, inst: Instance) -> dict:
+    """The columns /api/v1/instances/ filters and sorts on, without rendering the whole row."""
+    actual, cur, nxt = _phase_status(inst)
+    m = engine.catalog.vast_machines.get(int(inst.machine_id)) if inst.machine_id is not None else None
+    return {"id": int(inst.id), "label": inst.name or None, "actual_status": actual, "intended_status": inst.intended,
+            "cur_state": cur, "next_state": nxt, "image_uuid": inst.image, "template_hash_id": None,
+            "machine_id": int(inst.machine_id) if inst.machine_id is not None else None,
+            "host_id": 90_000 + (int(inst.machine_id) % 1000 if inst.machine_id is not None else 0),
+            "gpu_name": inst.gpu_type, "is_bid": inst.interruptible,
+            "verification": "verified" if (not m or m.verified) else "unverified",
+            "start_date": inst.created_at, "dph_total": inst.price_per_hour}
+
+
 def instance_json(engine: Engine, inst: Instance) -> dict:
     m = engine.catalog.vast_machines.get(int(inst.machine_id)) if inst.machine_id is not None else None
     hw = engine.catalog.hardware[inst.hardware]
@@ -321,7 +334,9 @@ def build_router(engine: Engine, auth) -> APIRouter:
             filters = json.loads(q.get("select_filters", "{}"))
         except ValueError:
             raise ApiError(400, "Error in query parameters: not valid JSON", code="invalid_request") from None
-        rows = [instance_json(engine, i) for i in engine.list("vast")]
+        # filter and sort on the stored columns; render full rows only for the page (as an indexed DB would)
+        insts = {int(i.id): i for i in engine.list("vast")}
+        rows = [stored_columns(engine, i) for i in insts.values()]
         for col, cond in (filters or {}).items():
             if col in V1_COMPUTED or col not in V1_FILTERABLE:
                 raise ApiError(400, f"Error in query parameters: {col} is not a valid search key",
@@ -350,7 +365,7 @@ def build_router(engine: Engine, auth) -> APIRouter:
                 start = int(after)
             except (ValueError, KeyError, TypeError):
                 raise ApiError(400, "invalid pagination token", code="invalid_token") from None
-        page = rows[start:start + limit]
+        page = [instance_json(engine, insts[x["id"]]) for x in rows[start:start + limit]]
         nxt = None
         if start + limit < total:
             nxt = base64.urlsafe_b64encode(json.dumps({"values": {"pos": start + limit,
