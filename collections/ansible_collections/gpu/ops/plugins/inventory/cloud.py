@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, gpu.ops maintainers
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ name: cloud
 short_description: GPU instances on RunPod and Vast.ai as one inventory
 version_added: 0.1.0
 author:
-  - gpu.ops maintainers
+  - gpu.ops maintainers (@gpu-ops)
 description:
   - Lists the GPU instances of a RunPod and/or Vast.ai account and makes each running instance with a direct
     SSH endpoint a host, with C(ansible_host), C(ansible_port) and C(ansible_user) set from the provider's

@@ -191,7 +191,7 @@ def test_warm_cache_makes_no_api_calls(tmp_path, api):
     api.add("GET", "/v2/pods", (200, {"pods": [pod(1), pod(2)]}))
     api.add("GET", "/api/v1/instances/", vast_pages([vrow(i) for i in range(30)]))
     opts = {"cache": True, "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": str(tmp_path / "c"),
-             "cache_timeout": 300}
+            "cache_timeout": 300}
     cold = parse(tmp_path, api, **opts)
     n = len(api.requests)
     assert n == 3  # one RunPod listing, two Vast pages
