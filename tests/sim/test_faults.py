@@ -205,13 +205,10 @@ def test_preemption_of_interruptible_instances_after_n_seconds(sim, gql, vast, s
     assert vast_show(vast, vbid)["actual_status"] == "running"
     sim.client.advance(301)
 
-    def preempted():
-        q = gql.q(f'query {{ pod(input: {{ podId: "{spot}" }}) {{ desiredStatus podType runtime {{ uptimeInSeconds }} }} }}')
-        return q.json()["data"]["pod"]["desiredStatus"] == "EXITED"
-
-    sim.client.wait_until(preempted, 20, "spot pod preempted")
-    p = gql.q(f'query {{ pod(input: {{ podId: "{spot}" }}) {{ desiredStatus podType runtime {{ uptimeInSeconds }} }} }}'
-              ).json()["data"]["pod"]
+    query = f'query {{ pod(input: {{ podId: "{spot}" }}) {{ desiredStatus podType runtime {{ uptimeInSeconds }} }} }}'
+    sim.client.wait_until(lambda: gql.q(query).json()["data"]["pod"]["desiredStatus"] == "EXITED", 20,
+                          "spot pod preempted")
+    p = gql.q(query).json()["data"]["pod"]
     assert p == {"desiredStatus": "EXITED", "podType": "INTERRUPTABLE", "runtime": None}
     v = sim.client.wait_until(lambda: (lambda x: x if x["actual_status"] == "stopped" else None)(
         vast_show(vast, vbid)), 20, "vast bid stopped")
@@ -243,7 +240,8 @@ def test_terminate_fails_n_times(sim, rp, gql, vast, sim_faults, uid, cleanup):
     r = gql.q(f'mutation {{ podTerminate(input: {{ podId: "{pid2}" }}) }}')
     assert r.status_code == 200 and r.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert r.json()["errors"][0]["path"] == ["podTerminate"]
-    assert gql.q(f'mutation {{ podTerminate(input: {{ podId: "{pid2}" }}) }}').json() == {"data": {"podTerminate": None}}
+    r = gql.q(f'mutation {{ podTerminate(input: {{ podId: "{pid2}" }}) }}')
+    assert r.json() == {"data": {"podTerminate": None}}
 
     r = vast.delete(f"/api/v0/instances/{iid}/")
     assert r.status_code == 500 and r.json()["success"] is False
@@ -285,7 +283,8 @@ def test_bad_faults_are_rejected_with_one_line(sim_faults):
     for text, part in [("faults: [{type: meteor}]", "unknown type"), ("faults: {a: 1", "invalid YAML"),
                        ("faults: [{type: slow_boot}]", "needs 'seconds'"),
                        ("faults: [{type: rate_limit, count: 0}]", "count must be >= 1"),
-                       ("faults: [{type: gpu}]", "gpu fault needs"), ("faults: [{type: preempt, when: 1}]", "unknown key"),
+                       ("faults: [{type: gpu}]", "gpu fault needs"),
+                       ("faults: [{type: preempt, when: 1}]", "unknown key"),
                        ("faults: [{type: no_capacity, match: {region: x}}]", "unknown match key"),
                        ("faults: [{type: server_error, status: 404}]", "5xx"), ("other: []", "top-level key")]:
         r = requests.post(url, data=text.encode(), headers=hdr, timeout=10)

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import SimConfigError
+
 MARKER = "GPUOPS_SIM_NODE"
 DATA = Path(__file__).parent / "data"
 
@@ -33,7 +35,7 @@ def find_sshd() -> str:
     for cand in (shutil.which("sshd"), "/usr/sbin/sshd", "/usr/local/sbin/sshd", "/opt/homebrew/sbin/sshd"):
         if cand and os.access(cand, os.X_OK):
             return cand
-    raise RuntimeError("sshd not found: install openssh-server (apt-get install openssh-server)")
+    raise SimConfigError("sshd not found: install openssh-server (apt-get install openssh-server)")
 
 
 def find_sftp_server() -> str | None:
