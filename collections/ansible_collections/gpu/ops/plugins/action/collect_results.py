@@ -259,6 +259,7 @@ class ActionModule(ActionBase):
             gone = [b["path"] for b in bad if b["path"] not in {f[0] for f in again["files"]}]
             for path in gone:
                 warnings.append("%s vanished on the node during collect" % path)
+                by_dest.pop(path, None)
             bad = [b for b in bad if b["path"] not in gone]
         timings["transfer_verify"] = round(time.monotonic() - t1, 4)
 

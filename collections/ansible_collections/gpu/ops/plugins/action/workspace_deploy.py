@@ -96,6 +96,7 @@ class ActionModule(ActionBase):
             "overlay_tree": snap["tree"] if ship else None, "tree": tree,
             "submodules": [{"path": s["path"], "commit": s["commit"]} for s in subs],
         }
+        result["dirty_changes"] = changes[:200]
         return {"commit": commit, "branch": branch, "tree": tree, "snapshot": snap if ship else None,
                 "subs": subs, "provenance": provenance}
 

@@ -150,6 +150,12 @@ dirty:
   description: Whether the local work tree had uncommitted or untracked changes.
   returned: success
   type: bool
+dirty_changes:
+  description: The local changes (C(status) as in C(git diff --name-status), C(path)), at most 200.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"status": "M", "path": "train.py"}, {"status": "A", "path": "notes.txt"}]
 dirty_shipped:
   description: Whether those changes were deployed (O(dirty=ship)).
   returned: success

@@ -206,6 +206,8 @@ def manifest(args):
     else:
         # a retry of some files: merge their fresh hashes into the full manifest of the last run
         listed = load_cache(entries_file)
+        for gone in only - set(f[0] for f in files):
+            listed.pop(gone, None)
         listed.update((f[0], f[5]) for f in files)
         cache.update(new_cache)
         new_cache = cache

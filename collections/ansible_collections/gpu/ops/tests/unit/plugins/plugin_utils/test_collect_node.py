@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpu.ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Unit tests for the collect node helper: manifest, hash cache, retries, tar stream."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from ansible_collections.gpu.ops.plugins.plugin_utils import _collect_node as node
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def job(tmp_path):
+    root = tmp_path / "jobs" / "j1"
+    (root / "outputs" / "deep").mkdir(parents=True)
+    (root / "job.log").write_bytes(b"hello\n")
+    (root / "status").write_text("failed\n")
+    (root / "exit_code").write_text("3\n")
+    (root / "outputs" / "deep" / "w.bin").write_bytes(os.urandom(3000))
+    (root / "outputs" / "skip.tmp").write_text("x")
+    (root / "manifest.sha256").write_text("not ours")  # reserved name at the top
+    os.symlink("deep/w.bin", str(root / "outputs" / "link"))
+    ws = tmp_path / "ws"
+    (ws / "ckpt").mkdir(parents=True)
+    (ws / "ckpt" / "model.pt").write_bytes(b"weights")
+    return tmp_path
+
+
+def run_manifest(base, **extra):
+    args = {"roots": [{"src": str(base / "jobs" / "j1"), "dest": ""},
+                      {"src": "ckpt", "dest": "checkpoints"},
+                      {"src": "nothing-here", "dest": "nothing-here", "required": False}],
+            "base": str(base / "ws"), "exclude": ["*.tmp"], "cache_dir": str(base / "cache"), "write": True,
+            "job_dir": str(base / "jobs" / "j1")}
+    args.update(extra)
+    return node.manifest(args)
+
+
+def test_manifest_lists_regular_files_with_hashes_and_reasons(job):
+    res = run_manifest(job)
+    files = {f[0]: f for f in res["files"]}
+    assert sorted(files) == ["checkpoints/model.pt", "exit_code", "job.log", "outputs/deep/w.bin", "status"]
+    assert files["job.log"][5] == sha(b"hello\n")
+    assert files["checkpoints/model.pt"][5] == sha(b"weights")
+    reasons = {s["path"]: s["reason"] for s in res["skipped"]}
+    assert reasons["outputs/link"] == "symlink"
+    assert reasons["manifest.sha256"].startswith("reserved")
+    assert [r["kind"] for r in res["roots"]] == ["dir", "dir", "missing"]
+    assert res["job"]["status"] == "failed" and res["job"]["exit_code"] == "3"
+    text = (job / "cache" / "manifest.sha256").read_text()
+    assert text == "".join("%s  %s\n" % (files[p][5], p) for p in sorted(files))
+    assert res["manifest"]["sha256"] == sha(text.encode())
+
+
+def test_hash_cache_rehashes_only_changed_files(job):
+    first = run_manifest(job)
+    assert first["hashed_bytes"] > 0 and first["cached_bytes"] == 0
+    second = run_manifest(job)
+    assert second["hashed_bytes"] == 0
+    assert second["files"] == first["files"]
+    (job / "jobs" / "j1" / "job.log").write_bytes(b"hello again\n")
+    third = run_manifest(job)
+    assert third["hashed_bytes"] == len(b"hello again\n")
+    assert {f[0]: f[5] for f in third["files"]}["job.log"] == sha(b"hello again\n")
+
+
+def test_retry_rehashes_without_cache_and_merges_into_the_manifest(job):
+    run_manifest(job)
+    cache_file = job / "cache" / "hashes.json"
+    cache = json.loads(cache_file.read_text())
+    path = str(job / "jobs" / "j1" / "job.log")
+    cache[path][4] = "0" * 64  # a stale/corrupt cache entry with a matching stat key
+    cache_file.write_text(json.dumps(cache))
+    lied = run_manifest(job)
+    assert {f[0]: f[5] for f in lied["files"]}["job.log"] == "0" * 64
+    fixed = run_manifest(job, only=["job.log"], nocache=["job.log"])
+    assert [f[0] for f in fixed["files"]] == ["job.log"]
+    assert fixed["files"][0][5] == sha(b"hello\n")
+    text = (job / "cache" / "manifest.sha256").read_text()
+    assert "%s  job.log\n" % sha(b"hello\n") in text and "0" * 64 not in text
+    assert "outputs/deep/w.bin" in text  # the other entries stay
+    assert fixed["manifest"]["sha256"] == sha(text.encode())
+
+
+def test_check_mode_writes_nothing(job):
+    res = run_manifest(job, write=False)
+    assert res["manifest"]["path"] is None
+    assert not (job / "cache").exists()
+
+
+def test_manifest_line_escapes_like_sha256sum():
+    assert node.manifest_line("ab", "a b") == "ab  a b\n"
+    assert node.manifest_line("ab", "a\nb") == "\\ab  a\\nb\n"
+    assert node.manifest_line("ab", "a\\b") == "\\ab  a\\\\b\n"
+
+
+def test_single_file_root_lands_at_its_dest(job):
+    res = node.manifest({"roots": [{"src": "ckpt/model.pt", "dest": "weights/final.pt"}], "base": str(job / "ws"),
+                         "cache_dir": str(job / "c2"), "write": False})
+    assert res["roots"][0]["kind"] == "file"
+    assert res["files"][0][0] == "weights/final.pt" and res["files"][0][2] == "model.pt"
+
+
+def test_tar_stream_round_trip(job):
+    files = [[str(job / "jobs" / "j1" / "job.log"), "job.log"],
+             [str(job / "jobs" / "j1" / "outputs" / "deep" / "w.bin"), "outputs/deep/w.bin"],
+             [str(job / "gone"), "gone"]]
+    buf = io.BytesIO()
+    node.stream_tar({"files": files}, buf)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf, mode="r|") as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar}
+    assert got["job.log"] == b"hello\n"
+    assert got["outputs/deep/w.bin"] == (job / "jobs" / "j1" / "outputs" / "deep" / "w.bin").read_bytes()
+    assert "gone" not in got
+
+
+def test_main_speaks_json_lines(job):
+    args = {"roots": [{"src": str(job / "ws" / "ckpt"), "dest": "c"}], "cache_dir": str(job / "c3"), "write": True}
+    out = io.StringIO()
+    assert node.main(["manifest"], io.BytesIO(json.dumps(args).encode() + b"\n"), out) == 0
+    res = json.loads(out.getvalue())
+    assert res["files"][0][0] == "c/model.pt"
+    out = io.StringIO()
+    node.main(["bogus"], io.BytesIO(b"{}\n"), out)
+    assert json.loads(out.getvalue())["failed"] is True

@@ -1,0 +1,213 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpu.ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Unit tests for the workspace deploy logic: local snapshot/bundles and the node helper, on local git repos."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+
+import pytest
+
+from ansible_collections.gpu.ops.plugins.plugin_utils import _workspace_node as node
+from ansible_collections.gpu.ops.plugins.plugin_utils._workspace_local import (GitError, LocalRepo, build_bundle,
+                                                                                sanitize_url)
+
+
+def git(cwd, *args):
+    return subprocess.run(["git"] + list(args), cwd=str(cwd), check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture(autouse=True)
+def identity(monkeypatch):
+    for k in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv("GIT_%s_NAME" % k, "Test")
+        monkeypatch.setenv("GIT_%s_EMAIL" % k, "test@example.com")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    r = tmp_path / "repo"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    (r / ".gitignore").write_text("ignored/\n")
+    for i in range(5):
+        (r / ("f%d.txt" % i)).write_text("line %d\n" % i)
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "one")
+    return r
+
+
+def commit(r, name, text, msg="change"):
+    (r / name).write_text(text)
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", msg)
+    return git(r, "rev-parse", "HEAD")
+
+
+def call(command, args, payload=b""):
+    out = io.StringIO()
+    node.main([command], io.BytesIO(json.dumps(args).encode() + b"\n" + payload), out)
+    return json.loads(out.getvalue())
+
+
+def bundles_for(local, tips, prereqs, cache):
+    path, size = build_bundle(local.objects, str(cache), tips, prereqs, scratch=local.scratch)
+    return path, size
+
+
+def deploy(local, dest, tmp, probe_head=None, overlay=None):
+    """Build what the action plugin would send and run the node helper's apply."""
+    head = local.head()
+    tips = {"refs/gpuops/commit": head}
+    if overlay:
+        tips["refs/gpuops/snapshot"] = overlay["commit"]
+    path, size = bundles_for(local, tips, [probe_head] if probe_head else [], tmp / "cache")
+    payload = open(path, "rb").read() if path else b""
+    args = {"dest": str(dest), "commit": head, "branch": "main", "tree": overlay["tree"] if overlay else
+            local.tree_of(head), "overlay_tree": overlay["tree"] if overlay else None,
+            "bundles": [{"repo": "", "size": size}] if path else [], "tmp_dir": str(tmp / "nodetmp")}
+    return call("apply", args, payload), size
+
+
+def test_sanitize_url_drops_credentials():
+    assert sanitize_url("https://user:tok@github.com/a/b.git") == "https://github.com/a/b.git"
+    assert sanitize_url("https://tok@host/x") == "https://host/x"
+    assert sanitize_url("git@github.com:a/b.git") == "git@github.com:a/b.git"
+    assert sanitize_url(None) is None
+
+
+def test_first_deploy_then_incremental_then_up_to_date(repo, tmp_path):
+    local = LocalRepo(str(repo / "f1.txt").rsplit("/", 1)[0])
+    dest = tmp_path / "node" / "ws"
+    first = call("probe", {"dest": str(dest)})
+    assert first["exists"] is False and first["head"] is None
+    res, full_size = deploy(local, dest, tmp_path)
+    assert res["changed"] and res["head"] == local.head() and res["created"]
+    assert (dest / "f3.txt").read_text() == "line 3\n"
+    old = local.head()
+    new = commit(repo, "f3.txt", "line 3 changed\n")
+    local.close()
+    local = LocalRepo(str(repo))
+    res, delta_size = deploy(local, dest, tmp_path, probe_head=old)
+    assert res["head"] == new and res["before"] == old
+    assert delta_size < full_size
+    assert (dest / "f3.txt").read_text() == "line 3 changed\n"
+    probe = call("probe", {"dest": str(dest), "want": {"commits": [new]}})
+    assert probe["head"] == new and probe["has"] == {new: True} and probe["branch"] == "main"
+    assert probe["tree"] == local.tree_of(new)
+    assert node.read_state(str(dest))["commit"] == new
+    assert os.listdir(str(tmp_path / "nodetmp")) == []  # bundles removed
+    local.close()
+
+
+def test_tracked_change_on_node_shows_in_tree_and_is_reset(repo, tmp_path):
+    local = LocalRepo(str(repo))
+    dest = tmp_path / "ws"
+    deploy(local, dest, tmp_path)
+    (dest / "f0.txt").write_text("edited on the node\n")
+    probe = call("probe", {"dest": str(dest)})
+    assert probe["tree"] != local.tree_of(local.head())
+    res, size = deploy(local, dest, tmp_path, probe_head=local.head())
+    assert size == 0 and res["changed"]
+    assert (dest / "f0.txt").read_text() == "line 0\n"
+    local.close()
+
+
+def test_snapshot_is_deterministic_and_leaves_the_repo_alone(repo, tmp_path):
+    (repo / "f1.txt").write_text("dirty\n")
+    (repo / "new.txt").write_text("untracked\n")
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "x").write_text("ignored\n")
+    before_status = git(repo, "status", "--porcelain")
+    before_objects = git(repo, "count-objects", "-v")
+    local = LocalRepo(str(repo))
+    snap = local.snapshot(local.head())
+    again = LocalRepo(str(repo)).snapshot(local.head())
+    assert snap["commit"] == again["commit"] and snap["diff_sha256"] == again["diff_sha256"]
+    assert sorted((c["status"], c["path"]) for c in snap["changes"]) == [("A", "new.txt"), ("M", "f1.txt")]
+    assert git(repo, "status", "--porcelain") == before_status
+    assert git(repo, "count-objects", "-v") == before_objects
+    dest = tmp_path / "ws"
+    res, _size = deploy(local, dest, tmp_path, overlay=snap)
+    assert res["head"] == local.head()  # HEAD stays the commit
+    assert (dest / "f1.txt").read_text() == "dirty\n" and (dest / "new.txt").exists()
+    assert not (dest / "ignored").exists()
+    assert call("probe", {"dest": str(dest)})["tree"] == snap["tree"]
+    (repo / "f1.txt").write_text("dirty twice\n")
+    assert LocalRepo(str(repo)).snapshot(local.head())["diff_sha256"] != snap["diff_sha256"]
+    local.close()
+
+
+def test_clean_snapshot_is_none(repo):
+    local = LocalRepo(str(repo))
+    assert local.snapshot(local.head()) is None
+    local.close()
+
+
+def test_bundle_cache_and_empty_range(repo, tmp_path):
+    local = LocalRepo(str(repo))
+    head = local.head()
+    a = build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": head}, [])
+    b = build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": head}, [])
+    assert a == b and a[1] > 0
+    assert build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": head}, [head]) == (None, 0)
+    # an unknown prerequisite is dropped: the bundle then carries everything
+    full = build_bundle(local.objects, str(tmp_path / "c2"), {"refs/gpuops/commit": head}, ["f" * 40])
+    assert full[1] == a[1]
+    local.close()
+
+
+def test_apply_reports_missing_prerequisite(repo, tmp_path):
+    local = LocalRepo(str(repo))
+    old = local.head()
+    commit(repo, "f2.txt", "x\n")
+    local = LocalRepo(str(repo))
+    path, size = build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": local.head()}, [old])
+    dest = tmp_path / "ws"
+    args = {"dest": str(dest), "commit": local.head(), "tree": local.tree_of(local.head()),
+            "bundles": [{"repo": "", "size": size}], "tmp_dir": str(tmp_path / "t")}
+    res = call("apply", args, open(path, "rb").read())
+    assert res["failed"] and res["msg"].startswith("PREREQUISITE_MISSING")
+    local.close()
+
+
+def test_refuses_a_non_git_directory(tmp_path, repo):
+    dest = tmp_path / "ws"
+    dest.mkdir()
+    (dest / "precious").write_text("keep me")
+    local = LocalRepo(str(repo))
+    res, _size = deploy(local, dest, tmp_path)
+    assert res["failed"] and "not a git checkout" in res["msg"]
+    assert (dest / "precious").read_text() == "keep me"
+    local.close()
+
+
+def test_submodules_listed_recursively_and_uninitialized_ones_refused(tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    git(sub, "init", "-q", "-b", "main")
+    commit(sub, "s.txt", "s\n")
+    sup = tmp_path / "sup"
+    sup.mkdir()
+    git(sup, "init", "-q", "-b", "main")
+    commit(sup, "a.txt", "a\n")
+    git(sup, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "lib/sub")
+    git(sup, "commit", "-q", "-m", "add sub")
+    local = LocalRepo(str(sup))
+    subs = local.submodules(local.tree_of(local.head()))
+    assert [(s["path"], s["name"], s["parent"]) for s in subs] == [("lib/sub", "lib/sub", "")]
+    assert subs[0]["commit"] == git(sub, "rev-parse", "HEAD")
+    git(sup, "submodule", "deinit", "-q", "-f", "lib/sub")
+    with pytest.raises(GitError, match="not initialized"):
+        local.submodules(local.tree_of(local.head()))
+    local.close()
+
+
+def test_not_a_repository(tmp_path):
+    with pytest.raises(GitError, match="not inside a git repository"):
+        LocalRepo(str(tmp_path))
