@@ -45,12 +45,14 @@ def search(providers, filters, sort_by="price"):
 
 
 def known_gpu_names(providers, filters):
-    names = []
+    """(catalog names, names on offer now): RunPod's catalog lists every GPU type it has; Vast only shows
+    what is for rent at the moment."""
+    catalog, on_offer = [], []
     for name, prov in providers.items():
         try:
-            if name == "runpod":
+            if hasattr(prov, "gpu_catalog"):
                 for g in prov.gpu_catalog():
-                    names += [g.get("id"), g.get("name")]
+                    catalog += [g.get("id"), g.get("name")]
             else:
                 relaxed = copy.copy(filters)
                 relaxed.gpu = []
@@ -59,26 +61,31 @@ def known_gpu_names(providers, filters):
                 relaxed.regions = []
                 relaxed.min_reliability = None
                 relaxed.min_cuda_version = None
-                names += [o.gpu_type for o in prov.find_offers(relaxed)]
+                on_offer += [o.gpu_type for o in prov.find_offers(relaxed)]
         except http.ApiError:
             continue
-    return sorted(set(n for n in names if n))
+    return sorted(set(n for n in catalog if n)), sorted(set(n for n in on_offer if n))
 
 
 def explain_empty(providers, filters):
-    """Why no offer matched: raise ConfigError for an unknown GPU; else return a sentence."""
+    """Why no offer matched: raise ConfigError for a GPU no catalog knows; else return a sentence."""
+    where = "/".join(providers)
     if filters.gpu:
-        known = known_gpu_names(providers, filters)
+        catalog, on_offer = known_gpu_names(providers, filters)
+        known = catalog + on_offer
         unknown = [g for g in filters.gpu if not any(gpu_matches(g, n) for n in known)]
         if known and len(unknown) == len(filters.gpu):
             close = []
             for g in unknown:
                 close += [c for c in gpu_close_matches(g, known) if c not in close]
-            raise ConfigError("unknown GPU model%s %s on %s%s" % (
-                "s" if len(unknown) > 1 else "", ", ".join("'%s'" % g for g in unknown), "/".join(providers),
-                "; close matches: %s" % ", ".join("'%s'" % c for c in close[:6]) if close else ""),
-                details={"known": known})
-    msg = "no %s offer matches the filters (%s)" % ("/".join(providers), describe(filters))
+            hint = "; close matches: %s" % ", ".join("'%s'" % c for c in close[:6]) if close else ""
+            names = ", ".join("'%s'" % g for g in unknown)
+            if catalog:
+                raise ConfigError("unknown GPU model%s %s on %s%s" % ("s" if len(unknown) > 1 else "", names, where,
+                                                                      hint), details={"known": known})
+            return "no %s offer has a GPU matching %s right now%s" % (where, names, hint.replace(
+                "close matches", "close matches on offer"))
+    msg = "no %s offer matches the filters (%s)" % (where, describe(filters))
     if filters.max_price_per_hour is not None:
         relaxed = copy.copy(filters)
         relaxed.max_price_per_hour = None

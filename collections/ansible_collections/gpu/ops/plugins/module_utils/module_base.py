@@ -143,11 +143,11 @@ class GpuOpsModule:
             else:
                 gone, left = self.teardown_created()
                 if gone:
-                    msg += "; destroyed what this task created: %s" % ", ".join(gone)
+                    msg += "; destroyed what this task created: %s" % ", ".join(desc for _i, desc in gone)
                 if left:
                     msg += "; COULD NOT DESTROY %s: destroy them by hand" % ", ".join(left)
-                kw.setdefault("destroyed", gone)
-                kw.setdefault("not_destroyed", left)
+                kw["destroyed"] = list(kw.get("destroyed") or []) + [i for i, _desc in gone]
+                kw["not_destroyed"] = left
         self.result.update(kw)
         if error is not None:
             self.result["error"] = error.to_dict() if hasattr(error, "to_dict") else error
@@ -181,7 +181,7 @@ class GpuOpsModule:
         for prov, inst in list(self.created):
             try:
                 self.terminate(prov, inst, known_hosts=getattr(self, "known_hosts", None))
-                gone.append("%s %s (%s)" % (prov.name, inst.id, inst.name))
+                gone.append((str(inst.id), "%s %s (%s)" % (prov.name, inst.id, inst.name)))
             except http.ApiError as e:
                 left.append("%s %s (%s): %s" % (prov.name, inst.id, inst.name, e.message))
         self.created = []

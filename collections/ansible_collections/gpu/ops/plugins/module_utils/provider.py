@@ -195,14 +195,26 @@ def gpu_matches(query, name):
     return bool(q) and all(t in n for t in q)
 
 
-def gpu_close_matches(query, names, n=5):
-    """Names close to ``query`` for an 'unknown GPU type' message."""
-    canon = {}
+def gpu_close_matches(query, names, n=5, cutoff=0.5):
+    """Names close to ``query`` for an 'unknown GPU type' message, best first (whole names and single
+    words are compared, so "H200" finds "NVIDIA H100 80GB HBM3" and "RTX 4909" finds "RTX 4090")."""
+    q_toks = gpu_tokens(query)
+    q_full = " ".join(q_toks)
+    best = {}
     for name in names:
-        canon.setdefault(canonical_gpu_model(name).lower(), name)
-    keys = difflib.get_close_matches(canonical_gpu_model(query).lower(), list(canon), n=n, cutoff=0.4)
-    partial = [k for k in canon if any(t in gpu_tokens(k) for t in gpu_tokens(query)) and k not in keys]
-    return [canon[k] for k in keys + partial][:n]
+        if not name:
+            continue
+        toks = gpu_tokens(name)
+        score = difflib.SequenceMatcher(None, q_full, " ".join(toks)).ratio()
+        for q in q_toks:
+            for t in toks:
+                if any(c.isdigit() for c in q + t):  # model numbers matter; "rtx" alone says little
+                    score = max(score, difflib.SequenceMatcher(None, q, t).ratio() - 0.05)
+        key = canonical_gpu_model(name).lower()
+        if score >= cutoff and score > best.get(key, (0, None))[0]:
+            best[key] = (score, name)
+    ranked = sorted(best.values(), key=lambda sn: (-sn[0], sn[1]))
+    return [name for _s, name in ranked[:n]]
 
 
 # ---------------------------------------------------------------------------- labels

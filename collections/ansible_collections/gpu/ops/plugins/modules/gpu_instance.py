@@ -336,7 +336,9 @@ class GpuInstance:
                 why = fleet.explain_empty(live, filters) if live else "every provider failed"
                 if errors:
                     why += "; provider errors: %s" % "; ".join(e["message"] for e in errors.values())
-                raise ConfigError(why)
+                if len(existing) < min_count:
+                    raise ConfigError(why)
+                m.module.warn(why)
         if m.module.check_mode:
             return m.exit(changed=bool(missing), instances=[i.to_dict() for _n, (_p, i) in sorted(existing.items())],
                           attempts=[], created=[], missing=[], destroyed=[], planned=fleet.plan(offers, missing),

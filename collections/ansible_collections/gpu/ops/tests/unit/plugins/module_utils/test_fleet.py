@@ -25,9 +25,6 @@ class MemProvider(Provider):
     def find_offers(self, filters):
         return [o for o in self.offers if filters.matches(o)]
 
-    def gpu_catalog(self):
-        return [{"id": o.gpu_type, "name": o.gpu_model} for o in self.offers]
-
     def create_from_offer(self, offer, spec):
         cat = self.fail.get(offer.offer_id)
         if cat:
@@ -43,6 +40,13 @@ class MemProvider(Provider):
     def terminate(self, iid):
         self.terminated.append(iid)
         return True
+
+
+class MemRunPod(MemProvider):
+    """RunPod has a catalog of every GPU type, rentable now or not."""
+
+    def gpu_catalog(self):
+        return [{"id": o.gpu_type, "name": o.gpu_model} for o in self.offers]
 
 
 def offer(provider, oid, price, gpu="RTX 4090"):
@@ -104,10 +108,17 @@ def test_plan_for_check_mode():
 
 
 def test_unknown_gpu_names_close_matches():
-    prov = MemProvider("runpod", [offer("runpod", "rp", 0.3, gpu="NVIDIA GeForce RTX 4090")])
+    prov = MemRunPod("runpod", [offer("runpod", "rp", 0.3, gpu="NVIDIA GeForce RTX 4090")])
     with pytest.raises(ConfigError) as e:
         fleet.explain_empty({"runpod": prov}, OfferFilters(gpu=["RTX 4909"]))
     assert "unknown GPU model 'RTX 4909'" in e.value.message and "RTX 4090" in e.value.message
+
+
+def test_vast_only_knows_what_is_on_offer_now():
+    # Vast has no catalog: a GPU missing from its offers may just be rented out, so no "unknown" verdict
+    prov = MemProvider("vast", [offer("vast", 1, 0.3, gpu="RTX 4080")])
+    msg = fleet.explain_empty({"vast": prov}, OfferFilters(gpu=["RTX 4090"]))
+    assert msg == "no vast offer has a GPU matching 'RTX 4090' right now; close matches on offer: 'RTX 4080'"
 
 
 def test_price_ceiling_below_every_offer_names_the_cheapest():
