@@ -12,10 +12,17 @@ import socket
 import time
 
 import pytest
-from simapi import cheapest_vast_offer, pod_body
+from simapi import cheapest_vast_offer, own_simulator, pod_body
 
 from gpuops.sim.nodes import ssh_banner
 from gpuops.testing import wait_ssh
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """This module advances the virtual clock, so it runs on a simulator of its own (see own_simulator)."""
+    with own_simulator(tmp_path_factory.mktemp("faults-sim")) as h:
+        yield h
+
 
 NO_CAPACITY = ("There are no longer any instances available with the requested specifications. "
                "Please refresh and try again.")
@@ -62,7 +69,7 @@ def test_server_errors(rp, gql, vast, sim_faults):
 
 # ------------------------------------------------------------------------------------------ create faults
 def test_no_capacity_for_given_offers(sim, rp, gql, vast, sim_faults, uid, cleanup):
-    offers = vast.post("/api/v0/bundles/", json={"gpu_name": {"eq": "RTX 4090"}, "num_gpus": {"eq": 1},
+    offers = vast.post("/api/v0/bundles/", json={"gpu_name": {"eq": "RTX 4090"},
                                                  "order": [["dph_total", "asc"]]}).json()["offers"]
     target, other = offers[0], offers[1]
     sim_faults.add_faults(f"faults: [{{type: no_capacity, match: {{provider: vast, offer: [{target['id']}]}}}}, "

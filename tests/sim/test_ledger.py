@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from simapi import cheapest_vast_offer, pod_body
+from simapi import cheapest_vast_offer, own_simulator, pod_body
 
 from gpuops.sim.catalog import VastMachine
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """This module advances the virtual clock, so it runs on a simulator of its own (see own_simulator)."""
+    with own_simulator(tmp_path_factory.mktemp("ledger-sim")) as h:
+        yield h
+
 
 CATALOG = yaml.safe_load((Path(__file__).resolve().parents[2] / "src/gpuops/sim/data/catalog.yaml").read_text())
 RP_PRICE = {g["id"]: g["price"] for g in CATALOG["runpod"]["gpu_types"]}
@@ -138,3 +145,4 @@ def test_ledger_is_served_over_http_and_needs_the_admin_token(sim):
     assert set(led) >= {"instances", "total_cost", "live_instances", "clock_offset"}
     r = requests.post(sim.client.url + "/_sim/clock", json={"advance": 1}, timeout=10)
     assert r.status_code == 401
+

@@ -82,7 +82,10 @@ def test_destroy_kills_every_process_of_the_instance(sim, make_nodes):
         "tmux new-session -d -s train 'sleep 1000'; "
         "nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo bg=$!; "
         # a daemon that double-forks into its own session, re-parented to init
-        "setsid sh -c 'sleep 1002 & echo dd=$! > ~/dd.pid' </dev/null >/dev/null 2>&1 & sleep 0.2; "
+        "setsid sh -c 'sleep 1002 & echo dd=$! > ~/dd.pid.tmp; mv ~/dd.pid.tmp ~/dd.pid' "
+        "</dev/null >/dev/null 2>&1 & "
+        # wait (bounded) for the daemon to record its pid
+        "for i in $(seq 200); do [ -s ~/dd.pid ] && break; sleep 0.05; done; "
         "cat ~/dd.pid; tmux list-panes -t train -F 'tm=#{pane_pid}'").stdout
     pids = {k: int(v) for k, v in (line.split("=") for line in out.split() if "=" in line)}
     assert set(pids) == {"bg", "dd", "tm"}, out
@@ -103,16 +106,20 @@ def test_destroy_kills_every_process_of_the_instance(sim, make_nodes):
 
 
 def test_nvidia_smi_answers_the_real_query_flags(sim, make_nodes):
-    # a 2-GPU Vast machine (RTX 4090 x2) and a 2-GPU RunPod A6000 pod (ECC capable)
-    v = make_nodes(1, "vast", num_gpus=2)[0]
+    # a multi-GPU Vast machine (RTX 4090 x2 or x4, whichever is free) and a 2-GPU RunPod A6000 pod (ECC capable)
+    offers = sim._vast("POST", "/api/v0/bundles/", json={"gpu_name": {"eq": "RTX 4090"}, "num_gpus": {"gte": 2},
+                                                          "order": [["num_gpus", "asc"]]}).json()["offers"]
+    assert offers, "no multi-GPU RTX 4090 machine free"
+    n = offers[0]["num_gpus"]
+    v = make_nodes(1, "vast", num_gpus=n)[0]
     lines = v.ssh(SMI_QUERY).stdout.strip().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == n == v.gpu_count
     rows = [[c.strip() for c in line.split(",")] for line in lines]
-    assert [r[0] for r in rows] == ["0", "1"]
+    assert [r[0] for r in rows] == [str(i) for i in range(n)]
     assert {r[1] for r in rows} == {"NVIDIA GeForce RTX 4090"}
     assert all(r[5] == "24564" and r[2].isdigit() for r in rows)
     assert {r[6] for r in rows} == {"[N/A]"}  # consumer card: no ECC
-    assert v.ssh("nvidia-smi -L").stdout.count("GPU ") == 2
+    assert v.ssh("nvidia-smi -L").stdout.count("GPU ") == n
 
     p = make_nodes(1, "runpod", gpu="NVIDIA RTX A6000", count=2)[0]
     rows = [[c.strip() for c in line.split(",")] for line in p.ssh(SMI_QUERY).stdout.strip().splitlines()]
