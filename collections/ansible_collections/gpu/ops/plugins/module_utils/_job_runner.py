@@ -132,7 +132,8 @@ def tmux_env():
 def tmux_session_alive(name):
     """True when the session exists (exact name match) and its pane still runs. None when tmux is unusable."""
     try:
-        res = subprocess.run(["tmux", "list-panes", "-s", "-t", "=" + name, "-F", "#{pane_dead}"],
+        # "=NAME:" is an exact session match; a bare "=NAME" would also match a *window* of another session
+        res = subprocess.run(["tmux", "list-panes", "-s", "-t", "=%s:" % name, "-F", "#{pane_dead}"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tmux_env(), timeout=20,
                              universal_newlines=True, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -247,7 +248,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 def last_line(text):
     """The last non-empty line of ``text`` as a terminal shows it (progress bars redraw with \\r)."""
-    for line in reversed(text.splitlines()):
+    for line in reversed(text.split("\n")):
         line = _ANSI.sub("", line)
         parts = [p for p in line.split("\r") if p.strip()]
         if parts:

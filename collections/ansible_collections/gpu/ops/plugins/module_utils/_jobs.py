@@ -56,6 +56,21 @@ def validate_env(env):
     return dict((str(k), "" if v is None else str(v)) for k, v in (env or {}).items())
 
 
+REDACTED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def hide_env_values(module):
+    """Take the ``env`` option's values and leave only their names in ``module.params``.
+
+    The result's ``invocation`` (ANSIBLE_INJECT_INVOCATION, or cores before 2.21) is built from
+    ``module.params``, so the values never leave the node. ``env`` is not ``no_log``: Ansible would then star out
+    every occurrence of every value in all output, and a NODE_RANK of "0" would wreck every number.
+    """
+    env = dict(module.params.get("env") or {})
+    module.params["env"] = dict((k, REDACTED) for k in env)
+    return env
+
+
 def session_name(job_id):
     return runner.SESSION_PREFIX + job_id
 
@@ -164,7 +179,9 @@ def tail_lines(path, n):
     except OSError:
         return []
     text = data.decode("utf-8", "replace")
-    lines = text.splitlines()
+    lines = text.split("\n")  # not splitlines(): a progress bar's \r redraws a line, it does not start one
+    if lines and lines[-1] == "":
+        lines.pop()
     return [runner.last_line(line) if "\r" in line or "\x1b" in line else line for line in lines[-n:]]
 
 

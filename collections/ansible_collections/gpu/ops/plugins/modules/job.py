@@ -166,7 +166,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, kill_job, start_job
+from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, hide_env_values, kill_job, start_job
 
 
 def main():
@@ -189,12 +189,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    env = hide_env_values(module)
     paths = Paths(p["root"])
     try:
         if p["state"] == "started":
             if p["bootstrap_timeout"] <= 0 or p["kill_grace"] < 0:
                 module.fail_json(msg="bootstrap_timeout must be > 0 and kill_grace >= 0")
-            changed, job = start_job(paths, p["job_id"], p["command"], p["workdir"], p["env"],
+            changed, job = start_job(paths, p["job_id"], p["command"], p["workdir"], env,
                                      bootstrap=p["bootstrap"], bootstrap_timeout=p["bootstrap_timeout"],
                                      kill_grace=p["kill_grace"], shell=p["shell"], name=p["name"],
                                      metadata=p["metadata"], check_mode=module.check_mode)

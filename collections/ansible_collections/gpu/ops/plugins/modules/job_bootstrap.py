@@ -174,7 +174,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, start_bootstrap
+from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, hide_env_values, start_bootstrap
 
 
 def main():
@@ -197,12 +197,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    env = hide_env_values(module)
     if p["timeout"] <= 0:
         module.fail_json(msg="timeout must be > 0")
     try:
         changed, result = start_bootstrap(
             Paths(p["root"]), p["job_id"], p["workdir"], command=p["command"] or None, timeout=p["timeout"],
-            force=p["force"], env=p["env"], python=p["python"], venv=p["venv"],
+            force=p["force"], env=env, python=p["python"], venv=p["venv"],
             system_site_packages=p["system_site_packages"], hash_files=p["hash_files"], kill_grace=p["kill_grace"],
             shell=p["shell"], check_mode=module.check_mode)
     except JobError as exc:
