@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 gpu.ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The verdict and progress line of the gpu.ops.job_wait action plugin."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.gpu.ops.plugins.action.job_wait import ActionModule
+
+ARGS = {"job_id": "j1", "fail_on_failure": True, "ready_url": "http://127.0.0.1:8000/v1/models"}
+
+
+def job(status, code=None, **extra):
+    base = {"job_id": "j1", "status": status, "exit_code": code, "duration_s": 65, "session": "bifrost-j1",
+            "log": "/n/job.log", "log_tail": ["epoch 1", "Traceback: boom"], "last_line": "Traceback: boom",
+            "bootstrap": {"state": "none", "log": "/n/bootstrap.log", "log_tail": ["pip: no such package"]}}
+    base.update(extra)
+    return base
+
+
+@pytest.mark.parametrize("status,code,failed,needles", [
+    ("succeeded", 0, False, ["succeeded (exit code 0) in 0:01:05"]),
+    ("failed", 1, True, ["failed with exit code 1", "Traceback: boom"]),
+    ("failed", 137, True, ["exit code 137"]),
+    ("killed", 143, True, ["killed with exit code 143"]),
+    ("bootstrap_failed", 3, True, ["bootstrap failed (exit code 3)", "never ran", "pip: no such package"]),
+    ("bootstrap_timeout", 124, True, ["bootstrap timeout (exit code 124)"]),
+    ("lost", None, True, ["lost: gone", "Traceback: boom"]),
+])
+def test_finished_verdict(status, code, failed, needles):
+    res = {"done": True}
+    f, msg = ActionModule._verdict("finished", ARGS, job(status, code, lost_reason="gone"), res, 3)
+    assert f is failed
+    for n in needles:
+        assert n in msg
+
+
+def test_failure_can_be_tolerated():
+    f, msg = ActionModule._verdict("finished", dict(ARGS, fail_on_failure=False), job("failed", 2), {"done": True}, 1)
+    assert f is False and "exit code 2" in msg
+
+
+def test_deadline_and_missing_job():
+    f, msg = ActionModule._verdict("finished", ARGS, job("running"), {"done": False}, 30)
+    assert f and "still running after 30s" in msg and "keeps running" in msg
+    f, msg = ActionModule._verdict("finished", ARGS, job(None), {"done": True}, 0)
+    assert f and "no job j1" in msg
+
+
+def test_ready_verdicts():
+    ok = ActionModule._verdict("ready", ARGS, job("running"), {"done": True, "ready": True, "ready_detail": "HTTP 200"}, 4)
+    assert ok == (False, "job j1 ready after 4s: HTTP 200")
+    f, msg = ActionModule._verdict("ready", ARGS, job("failed", 5), {"done": True, "ready": False}, 2)
+    assert f and "ended (failed, exit code 5) before http://127.0.0.1:8000/v1/models answered" in msg
+    f, msg = ActionModule._verdict("ready", ARGS, job("running"), {"done": False, "ready_detail": "refused"}, 9)
+    assert f and "not ready after 9s: refused" in msg
+
+
+@pytest.mark.parametrize("bstate,failed,needle", [
+    ("done", False, "bootstrap of j1 done"),
+    ("failed", True, "bootstrap of j1 failed (exit code 3"),
+    ("timeout", True, "timed out"),
+    ("lost", True, "lost"),
+    ("running", True, "still running"),
+    ("none", True, "no bootstrap"),
+])
+def test_bootstrapped_verdicts(bstate, failed, needle):
+    boot = {"state": bstate, "exit_code": 3, "log": "/n/bootstrap.log", "log_tail": ["x"], "session": "s"}
+    f, msg = ActionModule._verdict("bootstrapped", ARGS, job(None, bootstrap=boot), {"done": True}, 1)
+    assert f is failed and needle in msg
+
+
+def test_progress_line_shows_status_time_and_last_line():
+    line = ActionModule._progress_line("gpu-1", "finished", job("running", last_line="epoch 3/10 loss 0.41"),
+                                       75, {})
+    assert line == "  [gpu-1] j1: running 0:01:05, waited 0:01:15 | epoch 3/10 loss 0.41"
+    line = ActionModule._progress_line("gpu-1", "ready", job("running", last_line="loading"), 5,
+                                       {"ready_detail": "connection refused"})
+    assert "connection refused | loading" in line
