@@ -49,9 +49,11 @@ options:
   poll_interval:
     description:
       - Longest pause in seconds between two status polls while waiting. Polls start at 0.1 seconds and back off to
-        this value.
+        this value, so SSH is found ready at most about this long after it comes up.
+      - Several instances of one provider are refreshed with one list call per poll.
+      - Raise it for long boots on accounts with tight rate limits.
     type: float
-    default: 2
+    default: 1.5
   keep_on_failure:
     description:
       - Keep instances this task created when it fails (SSH never ready, a later error), for debugging.

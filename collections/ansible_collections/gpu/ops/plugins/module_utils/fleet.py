@@ -220,7 +220,7 @@ class Provisioner:
                     if rec is not None and inst.ssh_host and inst.ssh_port and self.waiter.ssh:
                         sshu.forget_host(self.waiter.ssh["known_hosts"], inst.ssh_host, inst.ssh_port,
                                          self.waiter.ssh["run"])
-                    targets.append(sshu.Target(name, prov.get, inst, label="%s %s %r (%s)" % (
+                    targets.append(sshu.Target(name, prov.get, inst, lister=prov.list, label="%s %s %r (%s)" % (
                         prov.name, "instance", inst.name, inst.id)))
                 self.waiter.wait(targets)
                 for (name, prov, inst, offer, rec), t in zip(waiting, targets):

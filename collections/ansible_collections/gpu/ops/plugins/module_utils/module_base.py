@@ -54,7 +54,7 @@ def instance_argument_spec():
         known_hosts_file=dict(type="path"),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=600),
-        poll_interval=dict(type="float", default=2.0),
+        poll_interval=dict(type="float", default=1.5),
         keep_on_failure=dict(type="bool", default=False),
         run_id=dict(type="str", fallback=(env_fallback, ["GPUOPS_RUN_ID"])),
         owner=dict(type="str"),

@@ -27,6 +27,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigErro
 PUBKEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
                        r"@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$")
 MAX_KEY_BYTES = 64 * 1024
+_NOTHING = object()
 
 
 # ---------------------------------------------------------------------------- keys
@@ -175,9 +176,11 @@ def probe_ssh(host, port, user, private_key, known_hosts, timeout, run):
 class Target:
     """One instance being waited for."""
 
-    def __init__(self, key, get, instance, stopped_grace=0.0, label=None):
+    def __init__(self, key, get, instance, stopped_grace=0.0, label=None, lister=None):
         self.key = key
         self.get = get  # instance_id -> Instance | None
+        self.lister = lister  # () -> [Instance]: one call refreshes every target of the same provider
+        self.prefetched = _NOTHING
         self.instance = instance
         self.label = label or "%s instance %s (%s)" % (instance.provider, instance.name, instance.id)
         self.stopped_grace = stopped_grace
@@ -203,20 +206,23 @@ class Waiter:
 
     API_RECHECK = 5.0  # while the port is mapped but SSH is not up yet, re-read the API this often
 
-    def __init__(self, timeout, poll_interval=2.0, ssh=None, log=None, clock=None, sleep=None):
+    def __init__(self, timeout, poll_interval=1.5, ssh=None, log=None, clock=None, sleep=None):
         self.timeout = float(timeout)
         self.poll_interval = max(0.1, float(poll_interval))
         self.ssh = ssh
         self.log = log or (lambda msg: None)
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep
+        self.api_calls = 0  # listings made for batches (single polls are counted per target)
 
     def _event(self, t, what):
         t.events.append({"t": round(self.clock() - self.start, 3), "event": what})
         self.log("%s: %s" % (t.label, what))
 
     def _api(self, t, now):
-        inst = t.get(t.instance.id)
+        inst, t.prefetched = t.prefetched, _NOTHING
+        if inst is _NOTHING or inst is None:  # not batched, or not in the listing (yet): ask for it alone
+            inst = t.get(t.instance.id)
         t.api_polls += 1
         t.last_api = now
         if inst is None:
@@ -237,9 +243,27 @@ class Waiter:
             return False
         return True
 
+    def _needs_api(self, t, now):
+        addr = t.instance.ssh_ready_address if t.instance.status == "running" else None
+        return addr is None or t.last_api is None or now - t.last_api >= self.API_RECHECK
+
+    def _prefetch(self, due, now):
+        """One listing per provider for every due target that needs fresh API state (N nodes, 1 call)."""
+        groups = {}
+        for t in due:
+            if t.lister is not None and self._needs_api(t, now):
+                groups.setdefault(t.lister, []).append(t)
+        for lister, group in groups.items():
+            if len(group) < 2:
+                continue
+            by_id = {str(i.id): i for i in lister()}
+            self.api_calls += 1
+            for t in group:
+                t.prefetched = by_id.get(str(t.instance.id))
+
     def _step(self, t, now):
         addr = t.instance.ssh_ready_address if t.instance.status == "running" else None
-        if addr is None or t.last_api is None or now - t.last_api >= self.API_RECHECK:
+        if self._needs_api(t, now):
             if not self._api(t, now):
                 t.done = True
                 return
@@ -281,6 +305,7 @@ class Waiter:
             pending = [t for t in targets if not t.done]
             if not pending:
                 break
+            self._prefetch([t for t in pending if t.next_at <= now], now)
             for t in pending:
                 if t.next_at <= now:
                     self._step(t, now)

@@ -34,11 +34,11 @@ class MemProvider(Provider):
         self.created.append(inst)
         return inst
 
-    def get(self, iid):
-        return next((i for i in self.created if i.id == iid), None)
+    def get(self, instance_id):
+        return next((i for i in self.created if i.id == instance_id), None)
 
-    def terminate(self, iid):
-        self.terminated.append(iid)
+    def terminate(self, instance_id):
+        self.terminated.append(instance_id)
         return True
 
 
@@ -76,14 +76,14 @@ def test_failover_records_each_category_and_moves_on():
 
 def test_vast_asks_are_one_shot_and_runpod_offers_repeat():
     vast = MemProvider("vast", [offer("vast", 1, 0.2), offer("vast", 2, 0.21)])
-    p, _ = provision({"vast": vast}, ["a", "b", "c"])
+    p, _created = provision({"vast": vast}, ["a", "b", "c"])
     assert [a["offer_id"] for a in p.attempts] == [1, 2] and p.missing == ["c"]
 
 
 def test_insufficient_funds_skips_the_whole_provider():
     vast = MemProvider("vast", [offer("vast", i, 0.1 + i / 100.0) for i in range(1, 5)], fail={1: http.INSUFFICIENT_FUNDS})
     runpod = MemProvider("runpod", [offer("runpod", "rp", 0.9)])
-    p, _ = provision({"vast": vast, "runpod": runpod}, ["a"])
+    p, _created = provision({"vast": vast, "runpod": runpod}, ["a"])
     assert [a["outcome"] for a in p.attempts] == ["insufficient_funds", "created"]
     assert p.attempts[1]["provider"] == "runpod" and "vast" in p.dead_providers
 
@@ -97,7 +97,7 @@ def test_auth_errors_stop_everything():
 def test_max_attempts_is_a_hard_bound():
     vast = MemProvider("vast", [offer("vast", i, 0.1 + i / 100.0) for i in range(10)],
                        fail={i: http.OFFER_GONE for i in range(10)})
-    p, _ = provision({"vast": vast}, ["a"], max_attempts=4)
+    p, _created = provision({"vast": vast}, ["a"], max_attempts=4)
     assert len(p.attempts) == 4 and p.missing == ["a"]
 
 

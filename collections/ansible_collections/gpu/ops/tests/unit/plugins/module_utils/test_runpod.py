@@ -85,8 +85,8 @@ def test_create_body_follows_create_pod_request(api):
     inst = provider(api).create(spec)
     assert inst.status == "pending"
     body = api.calls("POST", "/v2/pods")[0]["body"]
-    assert body == {"name": "train-0", "image": "img", "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 2,
-                                                              "minCudaVersion": "12.4"},
+    gpu = {"id": "NVIDIA GeForce RTX 4090", "count": 2, "minCudaVersion": "12.4"}
+    assert body == {"name": "train-0", "image": "img", "gpu": gpu,
                     "cloud": "COMMUNITY", "ports": ["8888/http", "22/tcp"], "startSsh": True, "disk": 30,
                     "dataCenterIds": ["EU-RO-1"],
                     "env": {"A": "1", "PUBLIC_KEY": "ssh-ed25519 AAAA k", "GPUOPS_RUN_ID": "r1", "GPUOPS_OWNER": "bob",

@@ -72,7 +72,7 @@ class Listener:
     def _serve(self):
         while True:
             try:
-                c, _ = self.sock.accept()
+                c, _addr = self.sock.accept()
             except OSError:
                 return
             self.conns.append(c)
@@ -183,5 +183,29 @@ def test_login_failure_is_reported():
         t = sshu.Target("a", FakeCloud([("running", "127.0.0.1", srv.port)]).get, Instance(id="a", status="pending"))
         sshu.Waiter(0.6, poll_interval=0.1, ssh=ssh_opts([], rc=255)).wait([t])
         assert not t.ready and "Permission denied (publickey)." in t.last_error
+    finally:
+        srv.close()
+
+
+def test_many_instances_of_one_provider_are_refreshed_with_one_listing():
+    srv = Listener(b"SSH-2.0-OpenSSH_9.6\r\n")
+    try:
+        rounds = {"n": 0}
+
+        def lister():
+            rounds["n"] += 1
+            status = "running" if rounds["n"] >= 3 else "pending"
+            return [Instance(id=i, name=i, provider="vast", status=status, ssh_user="root",
+                             ssh_host="127.0.0.1" if status == "running" else None,
+                             ssh_port=srv.port if status == "running" else None) for i in ("a", "b", "c")]
+
+        def get(iid):
+            raise AssertionError("no single GET while a listing serves every target")
+
+        targets = [sshu.Target(i, get, Instance(id=i, status="pending"), lister=lister) for i in ("a", "b", "c")]
+        w = sshu.Waiter(10, poll_interval=0.05, ssh=ssh_opts([]))
+        w.wait(targets)
+        assert all(t.ready for t in targets)
+        assert w.api_calls == rounds["n"] == 3
     finally:
         srv.close()
