@@ -157,7 +157,8 @@ class ActionModule(ActionBase):
             return dict(out, failed=True, msg=applied["msg"], changed=False)
         out.update(bundle_bytes=sum(b["size"] for b in payload), head=applied["head"], created=applied["created"],
                    cleaned=applied.get("cleaned") or [], node_timings=applied.get("timings"))
-        out["bundles"] = [{"repo": b["repo"] or ".", "size": b["size"]} for b in payload]
+        out["bundles"] = [{"repo": b["repo"] or ".", "size": b["size"], "encoding": b["encoding"] or "bundle"}
+                          for b in payload]
         if applied["head"] != commit:
             return dict(out, failed=True, msg="node HEAD %s does not match local %s" % (applied["head"], commit))
         timings["total"] = round(time.monotonic() - t0, 4)
@@ -172,20 +173,20 @@ class ActionModule(ActionBase):
             tips["refs/gpuops/snapshot"] = want["snapshot"]["commit"]
         if not all(has.get(sha) for sha in tips.values()):
             prereqs = [] if full else [probe.get("head")] + [sha for sha, ok in has.items() if ok]
-            path, size = build_bundle(repo.objects, os.path.join(repo.common_dir, "gpuops", "bundles"), tips,
-                                      prereqs, scratch=repo.scratch)
+            path, size, encoding = build_bundle(repo.objects, os.path.join(repo.common_dir, "gpuops", "bundles"),
+                                                tips, prereqs, scratch=repo.scratch)
             if path:
-                out.append({"repo": "", "size": size, "path": path})
+                out.append({"repo": "", "size": size, "path": path, "encoding": encoding})
         sub_state = probe.get("submodules") or {}
         for sub in want["subs"]:
             state = sub_state.get(sub["path"]) or {}
             if state.get("has"):
                 continue
             prereqs = [] if full else [state.get("head")]
-            path, size = build_bundle(sub["objects"], sub["cache_dir"], {"refs/gpuops/commit": sub["commit"]},
-                                      prereqs)
+            path, size, encoding = build_bundle(sub["objects"], sub["cache_dir"],
+                                                {"refs/gpuops/commit": sub["commit"]}, prereqs)
             if path:
-                out.append({"repo": sub["path"], "size": size, "path": path})
+                out.append({"repo": sub["path"], "size": size, "path": path, "encoding": encoding})
         return out
 
     def _apply(self, helper, args, want, clean, payload, probe, host, provenance, timings):
@@ -202,9 +203,9 @@ class ActionModule(ActionBase):
                 self._low_level_execute_command("mkdir -p %s/.bifrost/tmp" % shlex.quote(probe["home"]),
                                                 sudoable=False)
                 self._connection.put_file(b["path"], remote)
-                sent.append({"repo": b["repo"], "size": b["size"], "path": remote})
+                sent.append({"repo": b["repo"], "size": b["size"], "encoding": b["encoding"], "path": remote})
             else:
-                sent.append({"repo": b["repo"], "size": b["size"]})
+                sent.append({"repo": b["repo"], "size": b["size"], "encoding": b["encoding"]})
         data = b"".join(_read(b["path"]) for b in payload if b["size"] <= INLINE_MAX)
         apply_args = {
             "dest": args["dest"], "commit": want["commit"], "branch": want["branch"], "tree": want["tree"],

@@ -20,12 +20,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+import zlib
 
 SNAPSHOT_IDENTITY = {
     "GIT_AUTHOR_NAME": "gpu.ops", "GIT_AUTHOR_EMAIL": "gpuops@localhost", "GIT_AUTHOR_DATE": "@0 +0000",
     "GIT_COMMITTER_NAME": "gpu.ops", "GIT_COMMITTER_EMAIL": "gpuops@localhost", "GIT_COMMITTER_DATE": "@0 +0000",
 }
 BUNDLE_CACHE_TTL = 24 * 3600
+# above this much history, a first deploy reuses git's compressed objects instead of re-packing everything
+FULL_RECOMPRESS_MAX_KIB = 512 * 1024
 
 
 class GitError(Exception):
@@ -250,7 +253,9 @@ def build_bundle(objects_dir, cache_dir, tips, prereqs, scratch=None):
     """A bundle with refs ``tips`` ({ref: sha}) that leaves out what ``prereqs`` reach.
 
     Prerequisites that are not in the local repository are dropped (the bundle then carries more).
-    Returns (path, size) or (None, 0) when nothing is missing. Cached: the same request reuses the file.
+    Returns (path, size, encoding) or (None, 0, None) when nothing is missing; encoding is None for a plain
+    bundle file, "zlib" for a full bundle sent as one zlib stream (see _full_bundle_zlib). Cached: the same
+    request reuses the file.
     """
     own = scratch is None
     scratch = scratch or Scratch(objects_dir)
@@ -260,14 +265,21 @@ def build_bundle(objects_dir, cache_dir, tips, prereqs, scratch=None):
         os.makedirs(cache_dir, exist_ok=True)
         _prune(cache_dir)
         path = os.path.join(cache_dir, key + ".bundle")
+        zpath = path + ".zlib"
         empty = path + ".empty"
         with open(os.path.join(cache_dir, key + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # forks deploying the same range wait for the first one's bundle
-            if os.path.exists(path):
-                os.utime(path)
-                return path, os.path.getsize(path)
+            for p, encoding in ((path, None), (zpath, "zlib")):
+                if os.path.exists(p):
+                    os.utime(p)
+                    return p, os.path.getsize(p), encoding
             if os.path.exists(empty):
-                return None, 0
+                return None, 0, None
+            if not known and _pack_kib(scratch) <= FULL_RECOMPRESS_MAX_KIB:
+                tmp = zpath + ".tmp.%d" % os.getpid()
+                _full_bundle_zlib(scratch, tips, tmp)
+                os.replace(tmp, zpath)
+                return zpath, os.path.getsize(zpath), "zlib"
             for ref, sha in tips.items():
                 scratch.git(["update-ref", ref, sha])
             tmp = path + ".tmp.%d" % os.getpid()
@@ -277,13 +289,50 @@ def build_bundle(objects_dir, cache_dir, tips, prereqs, scratch=None):
                 err = proc.stderr.decode("utf-8", "replace").strip()
                 if "empty bundle" in err:
                     open(empty, "w").close()
-                    return None, 0
+                    return None, 0, None
                 raise GitError("git bundle create: " + err)
             os.replace(tmp, path)
-            return path, os.path.getsize(path)
+            return path, os.path.getsize(path), None
     finally:
         if own:
             scratch.close()
+
+
+def _pack_kib(scratch):
+    """Size of the repository's objects (packed + loose, KiB), as git count-objects reports it."""
+    out = run_git(["count-objects", "-v"], scratch.dir, env=git_env({"GIT_DIR": scratch.dir,
+                                                                    "GIT_OBJECT_DIRECTORY": scratch.alternate}))
+    sizes = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    return int(sizes.get("size-pack", 0)) + int(sizes.get("size", 0))
+
+
+def _full_bundle_zlib(scratch, tips, target):
+    """A full bundle (v2: header + pack) whose pack stores objects uncompressed, written as one zlib stream.
+
+    git compresses every object on its own; one stream over the whole pack also finds what similar files
+    share, so a first deploy of a source tree is smaller on the wire than the per-object pack (and than
+    ``rsync -z`` of the work tree). The node decompresses while it receives.
+    """
+    header = "# v2 git bundle\n" + "".join("%s %s\n" % (sha, ref) for ref, sha in sorted(tips.items())) + "\n"
+    comp = zlib.compressobj(9)
+    cmd = ["git", "-c", "pack.compression=0", "-c", "core.compression=0", "pack-objects", "--revs", "--stdout", "-q",
+           "--no-reuse-object", "--delta-base-offset"]
+    with open(os.devnull, "wb") as devnull:
+        proc = subprocess.Popen(cmd, cwd=scratch.dir, env=scratch.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=devnull)
+    proc.stdin.write(("\n".join(sorted(set(tips.values()))) + "\n").encode())
+    proc.stdin.close()
+    with open(target, "wb") as out:
+        out.write(comp.compress(header.encode()))
+        while True:
+            chunk = proc.stdout.read(1 << 20)
+            if not chunk:
+                break
+            out.write(comp.compress(chunk))
+        out.write(comp.flush())
+    proc.stdout.close()
+    if proc.wait() != 0:
+        raise GitError("git pack-objects failed (rc %d) for %s" % (proc.returncode, ", ".join(sorted(tips))))
 
 
 def _prune(cache_dir):

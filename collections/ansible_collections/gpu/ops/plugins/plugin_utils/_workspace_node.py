@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 HELPER_NAME = "workspace"
 STATE_FILE = "gpuops/deployed.json"
@@ -195,23 +196,35 @@ def probe(args):
 # ---------------------------------------------------------------------------------------------- apply
 
 def read_payload(stream, bundles, tmpdir):
-    """Write each bundle of the payload to its own file; return {repo path: file}."""
+    """Write each bundle of the payload to its own file; return {repo path: file}.
+
+    An entry is ``size`` bytes of stdin, or a file sent ahead (``path``, large bundles); encoding "zlib"
+    means those bytes are one zlib stream of the bundle (first deploys), inflated while written.
+    """
     files = {}
     for i, item in enumerate(bundles):
         target = os.path.join(tmpdir, "b%d.bundle" % i)
-        if item.get("path"):
-            # sent ahead as a file (large bundles); move it where it gets cleaned up
-            shutil.move(expand(item["path"]), target)
-            files[item["repo"]] = target
-            continue
+        source = open(expand(item["path"]), "rb") if item.get("path") else stream
+        inflate = zlib.decompressobj() if item.get("encoding") == "zlib" else None
         remaining = int(item["size"])
-        with open(target, "wb") as fh:
-            while remaining:
-                chunk = stream.read(min(remaining, 1 << 20))
-                if not chunk:
-                    raise HelperError("payload ended early: bundle %d is %d bytes short" % (i, remaining))
-                fh.write(chunk)
-                remaining -= len(chunk)
+        try:
+            with open(target, "wb") as fh:
+                while remaining:
+                    chunk = source.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        raise HelperError("payload ended early: bundle %d is %d bytes short" % (i, remaining))
+                    remaining -= len(chunk)
+                    fh.write(inflate.decompress(chunk) if inflate else chunk)
+                if inflate:
+                    fh.write(inflate.flush())
+                    if not inflate.eof:
+                        raise HelperError("bundle %d: the zlib stream is incomplete" % i)
+        except zlib.error as exc:
+            raise HelperError("bundle %d: corrupt zlib stream: %s" % (i, exc)) from exc
+        finally:
+            if source is not stream:
+                source.close()
+                os.unlink(expand(item["path"]))
         files[item["repo"]] = target
     return files
 

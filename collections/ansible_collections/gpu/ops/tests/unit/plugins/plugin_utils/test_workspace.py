@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import subprocess
+import zlib
 
 import pytest
 
@@ -56,8 +58,7 @@ def call(command, args, payload=b""):
 
 
 def bundles_for(local, tips, prereqs, cache):
-    path, size = build_bundle(local.objects, str(cache), tips, prereqs, scratch=local.scratch)
-    return path, size
+    return build_bundle(local.objects, str(cache), tips, prereqs, scratch=local.scratch)
 
 
 def deploy(local, dest, tmp, probe_head=None, overlay=None):
@@ -66,11 +67,12 @@ def deploy(local, dest, tmp, probe_head=None, overlay=None):
     tips = {"refs/gpuops/commit": head}
     if overlay:
         tips["refs/gpuops/snapshot"] = overlay["commit"]
-    path, size = bundles_for(local, tips, [probe_head] if probe_head else [], tmp / "cache")
+    path, size, encoding = bundles_for(local, tips, [probe_head] if probe_head else [], tmp / "cache")
     payload = open(path, "rb").read() if path else b""
     args = {"dest": str(dest), "commit": head, "branch": "main", "tree": overlay["tree"] if overlay else
             local.tree_of(head), "overlay_tree": overlay["tree"] if overlay else None,
-            "bundles": [{"repo": "", "size": size}] if path else [], "tmp_dir": str(tmp / "nodetmp")}
+            "bundles": [{"repo": "", "size": size, "encoding": encoding}] if path else [],
+            "tmp_dir": str(tmp / "nodetmp")}
     return call("apply", args, payload), size
 
 
@@ -82,7 +84,7 @@ def test_sanitize_url_drops_credentials():
 
 
 def test_first_deploy_then_incremental_then_up_to_date(repo, tmp_path):
-    local = LocalRepo(str(repo / "f1.txt").rsplit("/", 1)[0])
+    local = LocalRepo(str(repo))
     dest = tmp_path / "node" / "ws"
     first = call("probe", {"dest": str(dest)})
     assert first["exists"] is False and first["head"] is None
@@ -154,11 +156,34 @@ def test_bundle_cache_and_empty_range(repo, tmp_path):
     head = local.head()
     a = build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": head}, [])
     b = build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": head}, [])
-    assert a == b and a[1] > 0
-    assert build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": head}, [head]) == (None, 0)
+    assert a == b and a[1] > 0 and a[2] == "zlib"
+    assert build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": head}, [head]) == (None, 0, None)
     # an unknown prerequisite is dropped: the bundle then carries everything
     full = build_bundle(local.objects, str(tmp_path / "c2"), {"refs/gpuops/commit": head}, ["f" * 40])
-    assert full[1] == a[1]
+    assert full[1:] == a[1:]
+    local.close()
+
+
+def test_full_bundle_is_one_zlib_stream_of_a_valid_bundle(repo, tmp_path):
+    rng = random.Random(5)
+    words = ["model", "batch", "loss", "step", "layer", "weight", "config", "tensor", "device", "optim"]
+    for i in range(20):  # files sharing a vocabulary, not each other's lines: deltas do not help, one stream does
+        (repo / ("mod%d.py" % i)).write_text("".join("%s_%d = %s.%s(%s)\n" % (
+            rng.choice(words), rng.randint(0, 9), rng.choice(words), rng.choice(words), rng.choice(words))
+            for _ in range(150)))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "configs")
+    local = LocalRepo(str(repo))
+    head = local.head()
+    path, size, encoding = build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": head}, [])
+    raw = zlib.decompress(open(path, "rb").read())
+    assert raw.startswith(b"# v2 git bundle\n" + head.encode() + b" refs/gpuops/commit\n\n")
+    (tmp_path / "plain.bundle").write_bytes(raw)
+    assert "okay" in subprocess.run(["git", "bundle", "verify", str(tmp_path / "plain.bundle")], cwd=str(repo),
+                                    capture_output=True, text=True, check=True).stderr
+    plain = subprocess.run(["git", "bundle", "create", "-", "HEAD"], cwd=str(repo), capture_output=True,
+                           check=True).stdout
+    assert size < len(plain)
     local.close()
 
 
@@ -167,7 +192,9 @@ def test_apply_reports_missing_prerequisite(repo, tmp_path):
     old = local.head()
     commit(repo, "f2.txt", "x\n")
     local = LocalRepo(str(repo))
-    path, size = build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": local.head()}, [old])
+    path, size, encoding = build_bundle(local.objects, str(tmp_path / "c"), {"refs/gpuops/commit": local.head()},
+                                        [old])
+    assert encoding is None
     dest = tmp_path / "ws"
     args = {"dest": str(dest), "commit": local.head(), "tree": local.tree_of(local.head()),
             "bundles": [{"repo": "", "size": size}], "tmp_dir": str(tmp_path / "t")}

@@ -1,0 +1,65 @@
+"""A counting TCP forwarder: bytes on the wire between an SSH client and a node's sshd.
+
+SSH traffic is encrypted, so what crosses this proxy is exactly what a real network would carry
+(payload + SSH framing + MACs). Point the client at ``proxy.port`` instead of the node's port.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+
+class CountingProxy:
+    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1"):
+        self.target = (target_host, target_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((listen_host, 0))
+        self.sock.listen(64)
+        self.host, self.port = self.sock.getsockname()
+        self.up = 0    # client -> node
+        self.down = 0  # node -> client
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def total(self) -> int:
+        return self.up + self.down
+
+    def reset(self) -> None:
+        with self._lock:
+            self.up = self.down = 0
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            for a, b, attr in ((client, server, "up"), (server, client, "down")):
+                threading.Thread(target=self._pump, args=(a, b, attr), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, attr: str) -> None:
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                with self._lock:
+                    setattr(self, attr, getattr(self, attr) + len(data))
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()
