@@ -83,4 +83,6 @@ notes:
     part of the instance label, C(<name>;run_id=<id>;owner=<owner>;expires_at=<time>), and also set as those
     environment variables."
   - Check mode is supported; in check mode nothing is created, started, stopped or destroyed, only read.
+  - Progress of a long wait is logged to the controller's syslog/journal at every state change and returned in
+    C(instance.wait.events); run the task with C(async)/C(poll) to see it is still alive while it waits.
 """

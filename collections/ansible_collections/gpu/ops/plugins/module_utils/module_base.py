@@ -319,6 +319,10 @@ class InstanceStateMachine:
     def start_kwargs(self):
         return {}
 
+    def drift(self, inst):
+        """What the existing instance has other than asked (it is never recreated for that): a list of text."""
+        return []
+
     def stopped_grace(self):
         """Seconds a just-started instance may still read 'stopped' before that counts as a failure."""
         return 30.0
@@ -400,6 +404,9 @@ class InstanceStateMachine:
             inst = self.wait_ready(inst, created=True)
             return self._exit(inst, True, created=True)
         changed = False
+        for diff in self.drift(inst):
+            m.module.warn("%s exists with %s; it is kept as it is (destroy it with state=absent to change that)" % (
+                self.label(inst), diff))
         if inst.status == "error":
             return m.fail("%s is in error state (%s)%s; destroy it (state=absent) and create it again" % (
                 self.label(inst), inst.provider_status, ": %s" % inst.status_message if inst.status_message else ""),

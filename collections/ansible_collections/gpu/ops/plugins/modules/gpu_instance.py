@@ -156,6 +156,18 @@ EXAMPLES = r"""
     ansible_ssh_common_args: "{{ item.connection.ansible_ssh_common_args }}"
   loop: "{{ fleet.instances }}"
 
+- name: Eight 8xH100 nodes with slow image pulls; async/poll prints progress while the task waits
+  gpu.ops.gpu_instance:
+    name_prefix: "big-{{ run_id }}"
+    count: 8
+    gpu: [H100]
+    gpu_count: 8
+    image: nvcr.io/nvidia/pytorch:24.10-py3
+    ssh_private_key_file: ~/.ssh/id_ed25519
+    wait_timeout: 1800
+  async: 2000
+  poll: 15
+
 - name: Tear them down
   gpu.ops.gpu_instance:
     name_prefix: "ddp-{{ run_id }}"

@@ -44,9 +44,8 @@ options:
     type: str
   gpu_count:
     description:
-      - Number of GPUs in the pod.
+      - Number of GPUs in the pod. C(1) when not set.
     type: int
-    default: 1
   image:
     description:
       - Container image, for example C(runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04).
@@ -292,7 +291,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     InstanceStateMachine,
     instance_argument_spec,
 )
-from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, validate_name
+from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, gpu_matches, validate_name
 
 PORT_RE = re.compile(r"^\d{1,5}/(http|tcp)$")
 RESERVED_ENV = ("PUBLIC_KEY",)
@@ -300,6 +299,10 @@ RESERVED_ENV = ("PUBLIC_KEY",)
 
 class RunPodInstance(InstanceStateMachine):
     kind = "pod"
+
+    @property
+    def count(self):
+        return self.p["gpu_count"] or 1
 
     def prepare_create(self):
         p = self.p
@@ -318,10 +321,10 @@ class RunPodInstance(InstanceStateMachine):
         for g in self.prov.gpu_catalog():
             if g.get("id") == gpu_id:
                 limit = (g.get("maxCount") or {}).get(p["cloud_type"].lower())
-                if limit is not None and p["gpu_count"] > limit:
+                if limit is not None and self.count > limit:
                     raise ConfigError("%s pods on %s cloud have at most %s GPUs (gpu_count=%s)" % (
-                        gpu_id, p["cloud_type"], limit, p["gpu_count"]))
-        spec = {"name": self.name, "image": p["image"], "gpu_type": gpu_id, "gpu_count": p["gpu_count"],
+                        gpu_id, p["cloud_type"], limit, self.count))
+        spec = {"name": self.name, "image": p["image"], "gpu_type": gpu_id, "gpu_count": self.count,
                 "disk_gb": p["disk_gb"], "ports": list(p["ports"]), "env": {str(k): str(v) for k, v in p["env"].items()},
                 "public_key": self.public_key, "cloud_type": p["cloud_type"], "data_centers": p.get("data_centers"),
                 "min_cuda_version": p.get("min_cuda_version"), "labels": labels, "args": p.get("args"),
@@ -334,7 +337,7 @@ class RunPodInstance(InstanceStateMachine):
 
     def min_bid(self, gpu_id):
         from ansible_collections.gpu.ops.plugins.module_utils.runpod import SPOT_PRICES  # pylint: disable=import-outside-toplevel
-        data = self.prov.graphql(SPOT_PRICES, {"lp": {"gpuCount": self.p["gpu_count"],
+        data = self.prov.graphql(SPOT_PRICES, {"lp": {"gpuCount": self.count,
                                                       "secureCloud": self.p["cloud_type"] == "SECURE"}},
                                  what="spot prices")
         for t in data.get("gpuTypes") or []:
@@ -354,13 +357,25 @@ class RunPodInstance(InstanceStateMachine):
     def start_kwargs(self):
         return {"bid_per_gpu": self.p.get("bid_per_gpu")}
 
+    def drift(self, inst):
+        p = self.p
+        out = []
+        if p.get("gpu_type") and inst.gpu_type and not (p["gpu_type"].lower() == inst.gpu_type.lower()
+                                                        or gpu_matches(p["gpu_type"], inst.gpu_type)):
+            out.append("gpu_type %s, not %s" % (inst.gpu_type, p["gpu_type"]))
+        if inst.gpu_count and p["gpu_count"] and p["gpu_count"] != inst.gpu_count:
+            out.append("gpu_count %s, not %s" % (inst.gpu_count, p["gpu_count"]))
+        if p.get("image") and inst.image and p["image"] != inst.image:
+            out.append("image %s, not %s" % (inst.image, p["image"]))
+        return out
+
 
 def main():
     spec = dict(
         name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "started", "stopped", "restarted", "absent"]),
         gpu_type=dict(type="str"),
-        gpu_count=dict(type="int", default=1),
+        gpu_count=dict(type="int"),
         image=dict(type="str"),
         disk_gb=dict(type="int", default=20),
         ports=dict(type="list", elements="str", default=[]),
@@ -383,7 +398,7 @@ def main():
             raise ConfigError("bid_per_gpu is only valid with interruptible=true")
         if p.get("bid_per_gpu") is not None and p["bid_per_gpu"] <= 0:
             raise ConfigError("bid_per_gpu must be greater than 0")
-        if p["gpu_count"] < 1:
+        if p["gpu_count"] is not None and p["gpu_count"] < 1:
             raise ConfigError("gpu_count must be at least 1")
         if p["disk_gb"] < 1:
             raise ConfigError("disk_gb must be at least 1")

@@ -267,7 +267,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     instance_argument_spec,
     vast_ssh_user_spec,
 )
-from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, rank_offers, validate_name
+from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, gpu_matches, rank_offers, validate_name
 
 FILTER_KEYS = ("gpu", "min_vram_gb", "max_price_per_hour", "regions", "min_cuda_version", "min_reliability")
 FAILOVER = (http.OFFER_GONE, http.NO_CAPACITY)
@@ -313,6 +313,17 @@ class VastInstance(InstanceStateMachine):
         if not rows:
             raise ConfigError("Vast offer %s is not available (already rented, or no such offer)" % offer_id)
         return [self.prov.to_offer(rows[0], filters.interruptible)]
+
+    def drift(self, inst):
+        p = self.p
+        out = []
+        if p.get("gpu") and inst.gpu_type and not any(gpu_matches(g, inst.gpu_type) for g in p["gpu"]):
+            out.append("GPU %s, not %s" % (inst.gpu_type, " or ".join(p["gpu"])))
+        if p.get("offer_id") is None and inst.gpu_count and p["gpu_count"] != inst.gpu_count:
+            out.append("gpu_count %s, not %s" % (inst.gpu_count, p["gpu_count"]))
+        if p.get("image") and inst.image and p["image"] != inst.image:
+            out.append("image %s, not %s" % (inst.image, p["image"]))
+        return out
 
     def create(self, plan):
         attempts = []

@@ -79,3 +79,17 @@ def test_private_key_readable_by_others_is_refused(capsys, api, tmp_path):
     args.update(name="a", ssh_private_key_file=str(key))
     res = run(capsys, runpod_instance, args)
     assert res["failed"] and "chmod 600" in res["msg"] and api.requests == []
+
+
+def test_existing_pod_that_differs_is_kept_with_a_warning(capsys, api):
+    pod = {"id": "abc123def456gh", "name": "a", "status": "EXITED", "image": "old:1", "cost": 0.0, "env": {},
+           "gpu": {"id": "NVIDIA RTX A6000", "count": 2}, "ssh": {"proxy": None, "direct": None}}
+    api.add("GET", "/v2/pods", (200, {"pods": [pod]}))
+    args = auth(api)
+    args.update(name="a", gpu_type="RTX 4090", image="new:2", ssh_public_key=PUB, wait=False)
+    res = run(capsys, runpod_instance, args)
+    assert res["_rc"] == 0 and res["changed"] is False and res["instance"]["status"] == "stopped"
+    warning = json.dumps(res["warnings"])
+    assert "gpu_type NVIDIA RTX A6000, not RTX 4090" in warning and "image old:1, not new:2" in warning
+    assert "gpu_count" not in warning  # not asked for, so no complaint
+    assert [(r["method"], r["path"]) for r in api.requests] == [("GET", "/v2/pods")]
