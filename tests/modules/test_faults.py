@@ -44,14 +44,15 @@ faults:
     assert not live(sim, name)
 
 
-def test_ssh_never_ready_destroys_what_was_created(play, sim, sim_faults, ssh_vars, uid, cleanup):
+def test_ssh_never_ready_destroys_what_was_created(play, sim, sim_faults, ssh_vars, uid, cleanup, recorder):
     name = "sn-%s" % uid
     cleanup(name)
     sim_faults.add_faults("""
 faults:
   - {type: ssh_never, match: {name: "%s-*"}}
   - {type: boot_never, match: {provider: vast, name: "%s-v*"}}
-""" % (name, name))
+  - {type: terminate_fails, count: 2, match: {name: "%s-rp"}}
+""" % (name, name, name))
     r = play([
         {"name": "runpod", "gpu.ops.runpod_instance": dict(name=name + "-rp", gpu_type="RTX 4090", image="img",
                                                            wait_timeout=3, **ssh_vars), "ignore_errors": True},
@@ -70,6 +71,7 @@ faults:
     assert "runpod pod '%s-rp'" % name in msg and rp["instance"]["id"] in msg
     assert "within 3s" in msg and "stuck in state running (RUNNING)" in msg
     assert "no SSH banner" in msg or "timed out" in msg  # the port accepts TCP but sshd never speaks
+    # the first two terminate calls failed with 500 (the vendor's "Something went wrong"); teardown retried
     assert "destroyed what this task created" in msg and rp["destroyed"] == [rp["instance"]["id"]]
 
     v = r["vast"]
@@ -81,6 +83,8 @@ faults:
     assert [i["id"] for i in r["kept is there"]["instances"]] == [kept["instance"]["id"]]
     assert r["destroy kept"]["changed"] is True
 
+    deletes = [x for x in recorder.since() if x["method"] == "DELETE" and x["path"].endswith(rp["instance"]["id"])]
+    assert [x["status"] for x in deletes] == [500, 500, 204]
     states = {row["name"].split(";")[0]: row["state"] for row in ledger_rows(sim, name)}
     assert states == {name + "-rp": "terminated", name + "-v": "terminated", name + "-keep": "terminated"}
     assert not live(sim, name)

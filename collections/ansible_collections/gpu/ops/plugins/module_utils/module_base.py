@@ -361,7 +361,7 @@ class InstanceStateMachine:
         try:
             m.check_wait_options()
             if state != "absent":
-                self.public_key, self.ssh_opts = m.ssh_setup(need_public_key=state in ("present", "started"))
+                self.public_key, self.ssh_opts = m.ssh_setup(need_public_key=False)
                 m.labels()  # bad ttl/run_id/owner fail here, before any API call
             found = self.lookup()
         except ConfigError as e:
@@ -396,6 +396,8 @@ class InstanceStateMachine:
     def present(self, inst, start):
         m = self.m
         if inst is None:
+            if not self.public_key:  # only a new instance needs the key put on it
+                self.public_key = sshu.load_public_key(private_key_file=self.ssh_opts["private_key"])
             plan = self.prepare_create()
             if m.module.check_mode:
                 return m.exit(changed=True, instance=None, planned=plan.get("summary") if isinstance(plan, dict) else None,

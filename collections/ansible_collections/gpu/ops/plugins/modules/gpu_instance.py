@@ -317,7 +317,7 @@ class GpuInstance:
         if bad:
             raise ConfigError("env must not set %s: the module sets them (ssh key and ownership labels)" % ", ".join(bad))
         m.check_wait_options()
-        public_key, ssh_opts = m.ssh_setup(need_public_key=True)
+        public_key, ssh_opts = m.ssh_setup(need_public_key=False)
         labels = m.labels()
         providers = self.providers()
         names = self.node_names()
@@ -337,6 +337,8 @@ class GpuInstance:
         errors = {}
         offers = []
         if missing:
+            if not public_key:  # only new nodes need the key put on them
+                public_key = sshu.load_public_key(private_key_file=ssh_opts["private_key"])
             images = p.get("images") or {}
             if not p.get("image") and not all(images.get(n) for n in providers):
                 raise ConfigError("image is required to create nodes (or images for every provider: %s)" %

@@ -93,3 +93,24 @@ def test_existing_pod_that_differs_is_kept_with_a_warning(capsys, api):
     assert "gpu_type NVIDIA RTX A6000, not RTX 4090" in warning and "image old:1, not new:2" in warning
     assert "gpu_count" not in warning  # not asked for, so no complaint
     assert [(r["method"], r["path"]) for r in api.requests] == [("GET", "/v2/pods")]
+
+
+def test_starting_an_existing_pod_needs_no_public_key(capsys, api):
+    pod = {"id": "abc123def456gh", "name": "a", "status": "EXITED", "image": "img", "cost": 0.0, "env": {},
+           "gpu": {"id": "NVIDIA RTX A6000", "count": 1}, "ssh": {"proxy": None, "direct": None}}
+    api.add("GET", "/v2/pods", (200, {"pods": [pod]}))
+    api.add("POST", "/v2/pods/abc123def456gh/action", (200, dict(pod, status="STARTING")))
+    args = auth(api)
+    args.update(name="a", state="started", wait=False)
+    res = run(capsys, runpod_instance, args)
+    assert res["_rc"] == 0 and res["changed"] is True and res["instance"]["status"] == "pending"
+    assert api.requests[-1]["body"] == {"action": "start"}
+
+
+def test_creating_without_any_key_is_refused_after_the_lookup(capsys, api):
+    api.add("GET", "/v2/pods", (200, {"pods": []}))
+    args = auth(api)
+    args.update(name="a", gpu_type="RTX 4090", image="img")
+    res = run(capsys, runpod_instance, args)
+    assert res["failed"] and "no SSH public key to put on the instance" in res["msg"]
+    assert [(r["method"], r["path"]) for r in api.requests] == [("GET", "/v2/pods")]
