@@ -8,37 +8,12 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
 from gpuops.testing import run_playbook
-
-def is_create(method, path):
-    return (method, path.rstrip("/")) == ("POST", "/v2/pods") or (method == "PUT" and path.startswith("/api/v0/asks/"))
-
-
-class PlayResult:
-    def __init__(self, proc, doc):
-        self.rc = proc.returncode
-        self.proc = proc
-        self.doc = doc
-        self.tasks = {}
-        for play in doc.get("plays", []):
-            for task in play.get("tasks", []):
-                for host, res in task.get("hosts", {}).items():
-                    self.tasks.setdefault(task["task"]["name"], {})[host] = res
-
-    def __getitem__(self, name):
-        hosts = self.tasks[name]
-        return hosts.get("localhost") or next(iter(hosts.values()))
-
-    def durations(self):
-        return [(t["task"]["name"], t["task"].get("duration_s")) for p in self.doc.get("plays", []) for t in p["tasks"]]
-
-    def __repr__(self):
-        return "PlayResult(rc=%s, tasks=%s)\nstderr: %s" % (self.rc, list(self.tasks), self.proc.stderr[-2000:])
+from provtools import PlayResult, is_create, live
 
 
 @pytest.fixture
@@ -102,11 +77,6 @@ def recorder(sim):
     return Rec()
 
 
-def live(sim, prefix):
-    """Live simulator instances whose name/label starts with ``prefix``."""
-    return [i for i in sim.client.status() if (i["name"] or "").startswith(prefix)]
-
-
 @pytest.fixture
 def cleanup(sim):
     """Destroy anything left with the registered prefixes after the test (the test asserts there is nothing)."""
@@ -120,8 +90,3 @@ def cleanup(sim):
                 pass
 
 
-def ledger_rows(sim, prefix):
-    return [r for r in sim.client.ledger()["instances"] if (r["name"] or "").startswith(prefix)]
-
-
-REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import is_create, ledger_rows, live
+from provtools import is_create, ledger_rows, live
 
 
 def test_429_storms_and_5xx_are_survived(play, sim, sim_faults, ssh_vars, uid, cleanup, recorder):

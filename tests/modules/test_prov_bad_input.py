@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import live
+from provtools import live
 
 
 def test_bad_input_is_refused_before_any_create(play, sim, sim_env, ssh_vars, uid, tmp_path, cleanup, recorder):

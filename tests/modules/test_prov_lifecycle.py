@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ledger_rows, live
+from provtools import ledger_rows, live
 
 
 def lifecycle_tasks(module, name, create_args, ssh_vars, full=True):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import live
+from provtools import live
 
 pytestmark = pytest.mark.spec
 

@@ -4,7 +4,7 @@ answers SSH replaced by the next offer."""
 
 from __future__ import annotations
 
-from conftest import ledger_rows, live
+from provtools import ledger_rows, live
 
 
 def test_failover_across_providers_then_rerun_and_destroy(play, sim, sim_faults, ssh_vars, uid, cleanup, recorder):
