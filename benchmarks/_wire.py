@@ -2,17 +2,22 @@
 
 SSH traffic is encrypted, so what crosses this proxy is exactly what a real network would carry
 (payload + SSH framing + MACs). Point the client at ``proxy.port`` instead of the node's port.
+With ``rate`` (bytes/s per direction, shared by all connections) it also paces the traffic like a link
+of that speed, so benchmarks can compare tools where the network, not the CPU, is the limit.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class CountingProxy:
-    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1"):
+    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1", rate: float = 0.0):
         self.target = (target_host, target_port)
+        self.rate = rate
+        self._slot = {"up": 0.0, "down": 0.0}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((listen_host, 0))
@@ -50,6 +55,12 @@ class CountingProxy:
                     break
                 with self._lock:
                     setattr(self, attr, getattr(self, attr) + len(data))
+                    if self.rate:
+                        now = time.monotonic()
+                        self._slot[attr] = max(self._slot[attr], now) + len(data) / self.rate
+                        wait = self._slot[attr] - now
+                if self.rate and wait > 0.002:
+                    time.sleep(wait)
                 dst.sendall(data)
         except OSError:
             pass

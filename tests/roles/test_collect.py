@@ -69,20 +69,23 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
     runs = tmp_path / "runs"
     for node in nodes:
         make_job(node, "train-1")
-    extra = {"collect_job_id": "train-1", "collect_paths": ["checkpoints"]}
+    # a directory and a single file renamed on the way, besides the job dir
+    extra = {"collect_job_id": "train-1",
+             "collect_paths": ["checkpoints", {"src": "~/.bifrost/jobs/train-1/job.log", "dest": "logs/train.log"}]}
 
     res, _ = collect(inv, runs, **extra)
     for node in nodes:
         r, dest = res[node.name], runs / "run1" / node.name
-        assert r["changed"] and r["transfer"] == "rsync" and r["fetched"] == r["files"] == 11
-        assert local_tree(dest) == node_tree(node, "train-1")  # every byte, as on the node
+        assert r["changed"] and r["transfer"] == "rsync" and r["fetched"] == r["files"] == 12
+        want = node_tree(node, "train-1")
+        assert local_tree(dest) == {**want, "logs/train.log": want["job.log"]}  # every byte, as on the node
         assert r["job"]["status"] == "succeeded" and r["job"]["exit_code"] == "0"
         assert {s["path"]: s["reason"] for s in r["skipped_files"]} == {"outputs/latest": "symlink"}
         # manifest.sha256 is what the node wrote, and it checks out against what arrived
         manifest = (dest / "manifest.sha256").read_text()
         assert manifest == node.ssh(f"cat {r['node_manifest']}").stdout
         listed = dict(reversed(line.split("  ", 1)) for line in manifest.splitlines())
-        assert listed == local_tree(dest)
+        assert listed == local_tree(dest) and len(listed) == 12
         state = json.loads((dest / "collect.json").read_text())
         assert set(state["files"]) == set(listed) and state["job"]["status"] == "succeeded"
 
@@ -104,9 +107,10 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
     res, _ = collect(inv, runs, **extra)
     assert sorted(res[a.name]["to_fetch"]) == ["checkpoints/model.pt", "outputs/samples/s2.bin",
                                                "outputs/samples/s3.bin"]
-    assert res[a.name]["fetched"] == 3 and res[b.name]["to_fetch"] == ["job.log"]
+    assert res[a.name]["fetched"] == 3 and sorted(res[b.name]["to_fetch"]) == ["job.log", "logs/train.log"]
     for node in nodes:
-        assert local_tree(runs / "run1" / node.name) == node_tree(node, "train-1")
+        want = node_tree(node, "train-1")
+        assert local_tree(runs / "run1" / node.name) == {**want, "logs/train.log": want["job.log"]}
     assert (runs / "run1" / b.name / "job.log").read_text().endswith("step 3\n")
 
 

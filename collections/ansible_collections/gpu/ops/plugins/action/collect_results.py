@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -113,6 +114,85 @@ def normalize_paths(items, strict_dest=True):
     return out
 
 
+def home_relative(src, base):
+    """The node path as rsync's remote side sees it (relative paths start in the login directory, the home),
+    or None when only the node's shell could say (~user)."""
+    path = src if src.startswith(("/", "~")) else posixpath.join(base, src)
+    if path == "~":
+        return "."
+    if path.startswith("~/"):
+        return path[2:]
+    if path.startswith("~"):
+        return None
+    return path
+
+
+def _sha_or_none(path):
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+class RsyncStream(object):
+    """One rsync pull; each received file is hashed (in ``pool``) while the next ones are still arriving.
+
+    rsync writes a file under a temporary name and renames it when complete, and its receiver works file by
+    file: when the next name is logged the previous file is in place. A hash taken too early only costs a
+    re-hash: every hash that does not match the manifest is taken again after rsync has exited.
+    """
+
+    def __init__(self, cmd, data, local_root, prefix, pool, single=None):
+        self.local_root, self.prefix, self.pool, self.single = local_root, prefix, pool, single
+        self.hashes = {}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._err = []
+        self._last = None
+        self._threads = [threading.Thread(target=self._read_out), threading.Thread(target=self._read_err)]
+        if data is not None:
+            self._threads.append(threading.Thread(target=self._write, args=(data,)))
+        for t in self._threads:
+            t.daemon = True
+            t.start()
+
+    def _write(self, data):
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def _read_err(self):
+        self._err.append(self.proc.stderr.read())
+
+    def _read_out(self):
+        for line in self.proc.stdout:
+            name = line.rstrip(b"\n").decode("utf-8", "surrogateescape")
+            if not name or name.endswith("/"):
+                continue
+            if self._last is not None:
+                self._hash(self._last)
+            self._last = name
+
+    def _hash(self, name):
+        rel = self.single or "/".join(p for p in (self.prefix, name) if p)
+        try:
+            full = local_path(self.local_root, rel)
+        except CollectError:
+            return
+        self.hashes[rel] = self.pool.submit(_sha_or_none, full)
+
+    def wait(self):
+        """(rc, stderr, {dest path: sha256}) once rsync has exited and every hash is done."""
+        rc = self.proc.wait()
+        for t in self._threads:
+            t.join()
+        if self._last is not None:
+            self._hash(self._last)
+        return rc, b"".join(self._err).decode("utf-8", "replace"), {k: f.result() for k, f in self.hashes.items()}
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
@@ -146,9 +226,36 @@ class ActionModule(ActionBase):
         helper = self._helper = NodeHelper(self, task_vars, "collect")
         margs = {"roots": roots, "base": args["base_dir"], "exclude": args["exclude"], "cache_dir": cache_dir,
                  "job_dir": job_dir, "write": not self._task.check_mode}
+        state_path = os.path.join(dest_dir, STATE)
+        # files arrive one after the other: two hashing threads keep up with any link without crowding the stream
+        pool = self._pool = ThreadPoolExecutor(max_workers=2)
+        try:
+            return self._collect(result, args, roots, margs, job_id, job_dir, dest_dir, state_path, host, timings,
+                                 t0)
+        finally:
+            pool.shutdown(wait=True)
+
+    def _collect(self, result, args, roots, margs, job_id, job_dir, dest_dir, state_path, host, timings, t0):
+        helper = self._helper
         t1 = time.monotonic()
-        node = helper.run("manifest", margs)
-        timings["manifest"] = round(time.monotonic() - t1, 4)
+        # first collect into this destination: start copying every source while the node hashes (both take
+        # about as long; the manifest then checks what arrived, and the usual path fetches what does not match)
+        early = None
+        if not self._task.check_mode and not os.path.exists(state_path) and args["transfer"] in ("auto", "rsync") \
+                and ssh_command(self._connection) and shutil.which("rsync"):
+            early = threading.Thread(target=self._early_copy, args=(roots, args, dest_dir))
+            early.daemon = True
+            self._early = {}
+            early.start()
+        try:
+            node = helper.run("manifest", margs)
+            timings["manifest"] = round(time.monotonic() - t1, 4)
+        finally:
+            if early is not None:
+                early.join()
+        streamed = self._early if early is not None else {}
+        if early is not None:
+            timings["early_copy"] = round(time.monotonic() - t1, 4)
         if node.get("failed"):
             raise CollectError(node.get("msg"))
 
@@ -178,7 +285,6 @@ class ActionModule(ActionBase):
             seen[f[0]] = f[1]
 
         # -------- what the controller already holds, verified
-        state_path = os.path.join(dest_dir, STATE)
         state = {}
         if os.path.exists(state_path):
             try:
@@ -189,9 +295,21 @@ class ActionModule(ActionBase):
         verified = dict(state.get("files") or {})
         t1 = time.monotonic()
         todo, recheck = [], []
+        wanted = set(f[0] for f in node["files"])
+        for rel in streamed:
+            if rel not in wanted:  # copied early but not part of the manifest (excluded, reserved, new): remove
+                try:
+                    os.unlink(local_path(dest_dir, rel))
+                except OSError:
+                    pass
+        early_fetched = [f for f in node["files"] if f[0] in streamed]
         for f in node["files"]:
             rel, size, sha = f[0], f[3], f[5]
             full = local_path(dest_dir, rel)
+            if streamed.get(rel) == sha:
+                st = os.stat(full)
+                verified[rel] = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+                continue
             rec = verified.get(rel)
             try:
                 st = os.stat(full)
@@ -215,10 +333,11 @@ class ActionModule(ActionBase):
         timings["local_check"] = round(time.monotonic() - t1, 4)
         todo_bytes = sum(f[3] for f in todo)
         method = self._method(args["transfer"], node)
+        early_bytes = sum(f[3] for f in early_fetched)
         out = dict(result, dest=dest_dir, job=job, missing=missing, skipped_files=node["skipped"],
                    files=len(node["files"]), bytes=sum(f[3] for f in node["files"]), fetched=0, fetched_bytes=0,
                    to_fetch=[f[0] for f in todo][:200], to_fetch_count=len(todo), to_fetch_bytes=todo_bytes,
-                   transfer=method, changed=bool(todo), mismatched=[], timings=timings,
+                   transfer=method, changed=bool(todo or early_fetched), mismatched=[], timings=timings,
                    manifest_sha256=node["manifest"]["sha256"], node_manifest=node["manifest"]["path"])
         if warnings:
             out["warnings"] = warnings
@@ -228,9 +347,10 @@ class ActionModule(ActionBase):
 
         os.makedirs(dest_dir, exist_ok=True)
         if todo_bytes >= PROGRESS_BYTES:
+            # progress on stderr: stdout may be a machine-read document (json callbacks)
             display.display("%s: fetching %d file(s), %.1f MiB via %s"
-                            % (host, len(todo), todo_bytes / 1048576.0, method))
-        fetched, fetched_bytes, attempt, bad = 0, 0, 0, []
+                            % (host, len(todo), todo_bytes / 1048576.0, method), stderr=True)
+        fetched, fetched_bytes, attempt, bad = len(early_fetched), early_bytes, 0, []
         by_dest = {f[0]: f for f in node["files"]}
         pending = todo
         t1 = time.monotonic()
@@ -315,43 +435,79 @@ class ActionModule(ActionBase):
         if method == "tar":
             return self._tar(roots, files, dest_dir)
         if method == "rsync":
-            self._rsync(roots, files, dest_dir, compress)
-        else:
+            got = self._rsync(roots, files, dest_dir, compress)
+            # a hash taken while a file was still being replaced is taken again now that rsync is done
             for f in files:
-                root = roots[f[1]]
-                src = root["abs"] if root["kind"] == "file" else posixpath.join(root["abs"], f[2])
-                full = local_path(dest_dir, f[0])
-                os.makedirs(os.path.dirname(full), exist_ok=True)
-                self._connection.fetch_file(src, full)
+                if got.get(f[0]) != f[5]:
+                    got[f[0]] = _sha_or_none(local_path(dest_dir, f[0]))
+            return got
+        for f in files:
+            root = roots[f[1]]
+            src = root["abs"] if root["kind"] == "file" else posixpath.join(root["abs"], f[2])
+            full = local_path(dest_dir, f[0])
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            self._connection.fetch_file(src, full)
         paths = {f[0]: local_path(dest_dir, f[0]) for f in files}
         hashes = hash_many(list(paths.values()))
         return {rel: hashes.get(full) for rel, full in paths.items()}
 
-    def _rsync(self, roots, files, dest_dir, compress):
+    def _rsync_base(self, compress):
         ssh = " ".join(shlex.quote(a) for a in ssh_command(self._connection))
         host = ssh_host(self._connection)
         host = "[%s]" % host if ":" in host else host
-        base = ["rsync", "-rt", "--partial", "-I", "-s", "-e", ssh] + (["-z"] if compress else [])
+        return host, ["rsync", "-rt", "--partial", "-s", "--out-format=%n", "-e", ssh] + (["-z"] if compress else [])
+
+    def _rsync(self, roots, files, dest_dir, compress):
+        host, base = self._rsync_base(compress)
+        base.append("-I")  # the listed files are wanted whatever their size and mtime say
         groups = {}
         for f in files:
             groups.setdefault(f[1], []).append(f)
+        got = {}
         for idx, group in groups.items():
             root = roots[idx]
             if root["kind"] == "file":
                 target = local_path(dest_dir, group[0][0])
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                cmd = base + ["%s:%s" % (host, root["abs"]), target]
-                data = None
+                stream = RsyncStream(base + ["%s:%s" % (host, root["abs"]), target], None, dest_dir, "", self._pool,
+                                     single=group[0][0])
             else:
                 target = local_path(dest_dir, root["dest"]) if root["dest"] else dest_dir
                 os.makedirs(target, exist_ok=True)
-                cmd = base + ["--from0", "--files-from=-", "%s:%s/" % (host, root["abs"]), target + "/"]
                 data = b"\0".join(f[2].encode("utf-8", "surrogateescape") for f in group)
-            proc = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+                stream = RsyncStream(base + ["--from0", "--files-from=-", "%s:%s/" % (host, root["abs"]), target + "/"],
+                                     data, dest_dir, root["dest"], self._pool)
+            rc, err, hashes = stream.wait()
+            got.update(hashes)
             # 23/24: some files vanished or could not be read; verification reports which
-            if proc.returncode not in (0, 23, 24):
-                err = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
-                raise CollectError("rsync from %s failed (rc %d): %s" % (root["abs"], proc.returncode, err))
+            if rc not in (0, 23, 24):
+                raise CollectError("rsync from %s failed (rc %d): %s" % (root["abs"], rc, err.strip()[-1500:]))
+        return got
+
+    def _early_copy(self, roots, args, dest_dir):
+        """Copy whole source directories while the node builds the manifest (first collect only).
+
+        Best effort: a source that is a file, missing, or unreachable this way is left to the manifest-driven
+        fetch. Files already here with the same size and mtime are skipped by rsync (an interrupted earlier
+        run resumes); the local check hashes them.
+        """
+        try:
+            host, base = self._rsync_base(args["compress"])
+            os.makedirs(dest_dir, exist_ok=True)
+            for root in roots:
+                remote = home_relative(root["src"], args["base_dir"])
+                if remote is None:
+                    continue
+                excludes = ["--exclude=" + p for p in args["exclude"]]
+                if not root["dest"]:
+                    excludes += ["--exclude=/%s" % STATE, "--exclude=/%s" % MANIFEST]
+                target = local_path(dest_dir, root["dest"]) if root["dest"] else dest_dir
+                stream = RsyncStream(base + excludes + ["%s:%s/" % (host, remote.rstrip("/")), target + "/"], None,
+                                     dest_dir, root["dest"], self._pool)
+                _rc, _err, hashes = stream.wait()
+                self._early.update(hashes)
+        except (OSError, CollectError):
+            pass
 
     def _tar(self, roots, files, dest_dir):
         listing = []

@@ -192,8 +192,9 @@ class ActionModule(ActionBase):
     def _apply(self, helper, args, want, clean, payload, probe, host, provenance, timings):
         total = sum(b["size"] for b in payload)
         if total >= PROGRESS_BYTES:
+            # progress on stderr: stdout may be a machine-read document (json callbacks)
             display.display("%s: sending %.1f MiB of git bundles for %s"
-                            % (host, total / 1048576.0, want["commit"][:12]))
+                            % (host, total / 1048576.0, want["commit"][:12]), stderr=True)
         t1 = time.monotonic()
         sent = []
         for b in payload:

@@ -19,6 +19,8 @@ description:
   - The controller fetches only the files it does not already hold verified, over one stream per source. That is
     C(rsync) through the task's SSH connection (its ControlPath, so no new handshake) when both sides have rsync, else
     one tar stream produced by the node helper. Connections other than ssh fall back to one fetch per file.
+  - The first collect into a destination starts copying whole source directories while the node builds the
+    manifest, and hashes each file as soon as it has arrived, so verification costs little more than the copy.
   - Every received file is hashed and compared with the manifest. A mismatch is re-hashed on the node (without the
     cache) and fetched again, up to O(verify_retries) times; what still differs is reported (see O(on_mismatch)).
   - O(dest)/C(manifest.sha256) is the manifest (check it with C(sha256sum -c manifest.sha256) in O(dest)) and
@@ -177,7 +179,7 @@ node_manifest:
   returned: success and not check mode
   type: str
 timings:
-  description: Seconds per step (manifest, local_check, transfer_verify, total).
+  description: Seconds per step (manifest, early_copy on a first collect, local_check, transfer_verify, total).
   returned: success
   type: dict
 """

@@ -15,8 +15,8 @@ import zlib
 import pytest
 
 from ansible_collections.gpu.ops.plugins.plugin_utils import _workspace_node as node
-from ansible_collections.gpu.ops.plugins.plugin_utils._workspace_local import (GitError, LocalRepo, build_bundle,
-                                                                                sanitize_url)
+from ansible_collections.gpu.ops.plugins.plugin_utils._workspace_local import GitError, LocalRepo, build_bundle
+from ansible_collections.gpu.ops.plugins.plugin_utils._workspace_local import sanitize_url
 
 
 def git(cwd, *args):
@@ -170,7 +170,7 @@ def test_full_bundle_is_one_zlib_stream_of_a_valid_bundle(repo, tmp_path):
     for i in range(20):  # files sharing a vocabulary, not each other's lines: deltas do not help, one stream does
         (repo / ("mod%d.py" % i)).write_text("".join("%s_%d = %s.%s(%s)\n" % (
             rng.choice(words), rng.randint(0, 9), rng.choice(words), rng.choice(words), rng.choice(words))
-            for _ in range(150)))
+            for _line in range(150)))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "configs")
     local = LocalRepo(str(repo))
