@@ -194,6 +194,7 @@ class Target:
         self.delay = 0.1
         self.last_api = None
         self.mapped_at = None
+        self.denied_since = None
         self.ready_at = None
         self.events = []
 
@@ -205,6 +206,7 @@ class Waiter:
     """
 
     API_RECHECK = 5.0  # while the port is mapped but SSH is not up yet, re-read the API this often
+    AUTH_GRACE = 60.0  # sshd answers but rejects the key: images may write authorized_keys late, not this late
 
     def __init__(self, timeout, poll_interval=1.5, ssh=None, log=None, clock=None, sleep=None):
         self.timeout = float(timeout)
@@ -290,6 +292,12 @@ class Waiter:
                                 min(10.0, remaining), self.ssh["run"])
             if not ok:
                 t.last_error = "%s@%s:%s %s" % (user, host, port, err)
+                if "permission denied" in err.lower():
+                    t.denied_since = now if t.denied_since is None else t.denied_since
+                    if now - t.denied_since >= min(self.AUTH_GRACE, max(10.0, self.timeout / 3.0)):
+                        t.fatal = ("sshd answers but keeps rejecting the login for %ds; check ssh_private_key_file "
+                                   "and the public key put on the instance" % int(now - t.denied_since))
+                        t.done = True
                 return
         t.done = t.ready = True
 

@@ -209,3 +209,29 @@ def test_many_instances_of_one_provider_are_refreshed_with_one_listing():
         assert w.api_calls == rounds["n"] == 3
     finally:
         srv.close()
+
+
+class FakeClock:
+    """Virtual time: sleeping advances it, so long deadlines are tested without waiting."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_a_rejected_key_fails_fast_instead_of_waiting_out_the_timeout():
+    srv = Listener(b"SSH-2.0-OpenSSH_9.6\r\n")
+    try:
+        clock = FakeClock()
+        t = sshu.Target("a", FakeCloud([("running", "127.0.0.1", srv.port)]).get, Instance(id="a", status="pending"))
+        sshu.Waiter(600, poll_interval=1.5, ssh=ssh_opts([], rc=255), clock=clock, sleep=clock.sleep).wait([t])
+        assert not t.ready and "keeps rejecting the login" in t.fatal
+        assert 60 <= clock.now - 1000.0 < 70  # AUTH_GRACE, not the 600 s timeout
+        assert "Permission denied (publickey)." in sshu.describe_failure(t, 600)
+    finally:
+        srv.close()
