@@ -25,7 +25,8 @@ def results(proc, task_name: str) -> dict:
     for play in doc["plays"]:
         for task in play["tasks"]:
             name = task["task"]["name"]
-            if name == task_name or name.endswith(" : " + task_name):
+            if name == task_name or name.endswith(" : " + task_name) or name.startswith(task_name) \
+                    or f" : {task_name}" in name:
                 out.update(task["hosts"])
     assert out, f"task {task_name!r} not in output:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
     return out
@@ -185,6 +186,12 @@ def test_failed_job_never_started_job_and_missing_paths_tar(make_nodes, sim, tmp
     # the same run again over tar: nothing new
     res, _ = collect(inv, runs, **extra)
     assert res[failed.name]["changed"] is False and res[failed.name]["fetched"] == 0
+
+    # no run id: the role's argument validation stops the play before anything runs on the nodes
+    proc = run_playbook(PLAYBOOK, inv, {"collect_runs_dir": str(runs)}, json_output=True)
+    assert proc.returncode != 0
+    msg = results(proc, "Validating arguments against arg spec 'main'")[failed.name]["msg"]
+    assert "collect_run_id" in msg
 
     # a path marked required fails the host with a clear message, before anything is copied
     res, proc = collect(inv, runs, ok=False, collect_job_id="crash-1",

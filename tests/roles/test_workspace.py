@@ -61,7 +61,8 @@ def results(proc, task_name: str) -> dict:
     for play in doc["plays"]:
         for task in play["tasks"]:
             name = task["task"]["name"]
-            if name == task_name or name.endswith(" : " + task_name):
+            if name == task_name or name.endswith(" : " + task_name) or name.startswith(task_name) \
+                    or f" : {task_name}" in name:
                 out.update(task["hosts"])
     assert out, f"task {task_name!r} not in output:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
     return out
@@ -188,6 +189,12 @@ def test_dirty_tree_warn_ship_fail(runpod_node, sim, tmp_path):
     r = results(proc, DEPLOY)[name]
     assert r["failed"] and "uncommitted or untracked change(s)" in r["msg"] and "mod0.py" in r["msg"]
     assert "edited, not committed" in runpod_node.ssh("cat ~/.bifrost/workspace/src/mod0.py").stdout  # untouched
+
+    # a bad variable fails in the role's argument validation, before anything is sent
+    proc = deploy(inv, repo, ok=False, workspace_dirty="sometimes")
+    assert proc.returncode != 0
+    msg = results(proc, "Validating arguments against arg spec 'main'")[name]["msg"]
+    assert "workspace_dirty" in msg and "sometimes" in msg
 
     # the local repository was never written to: same status, same objects
     assert git(repo, "status", "--porcelain") == status_before

@@ -238,3 +238,23 @@ def test_submodules_listed_recursively_and_uninitialized_ones_refused(tmp_path):
 def test_not_a_repository(tmp_path):
     with pytest.raises(GitError, match="not inside a git repository"):
         LocalRepo(str(tmp_path))
+
+
+def test_payload_from_stdin_and_from_a_file_sent_ahead(tmp_path):
+    plain, packed = b"plain bundle bytes", zlib.compress(b"inflated on arrival")
+    ahead = tmp_path / "ahead.bin"
+    ahead.write_bytes(zlib.compress(b"sent ahead as a file"))
+    work = tmp_path / "t"
+    work.mkdir()
+    bundles = [{"repo": "", "size": len(plain)},
+               {"repo": "lib", "size": ahead.stat().st_size, "encoding": "zlib", "path": str(ahead)},
+               {"repo": "x", "size": len(packed), "encoding": "zlib"}]
+    files = node.read_payload(io.BytesIO(plain + packed), bundles, str(work))
+    assert {k: open(v, "rb").read() for k, v in files.items()} == {
+        "": plain, "lib": b"sent ahead as a file", "x": b"inflated on arrival"}
+    assert not ahead.exists()  # moved into the work dir that apply removes
+    with pytest.raises(node.HelperError, match="short"):
+        node.read_payload(io.BytesIO(plain[:5]), bundles[:1], str(work))
+    with pytest.raises(node.HelperError, match="zlib"):
+        node.read_payload(io.BytesIO(packed[:-4]), [{"repo": "", "size": len(packed) - 4, "encoding": "zlib"}],
+                          str(work))
