@@ -352,6 +352,7 @@ class ActionModule(ActionBase):
                             % (host, len(todo), todo_bytes / 1048576.0, method), stderr=True)
         fetched, fetched_bytes, attempt, bad = len(early_fetched), early_bytes, 0, []
         by_dest = {f[0]: f for f in node["files"]}
+        changed_on_node = set()  # files whose content changed on the node during this collect (still written)
         pending = todo
         t1 = time.monotonic()
         while pending:
@@ -370,18 +371,25 @@ class ActionModule(ActionBase):
             if not bad or attempt >= args["verify_retries"]:
                 break
             attempt += 1
-            # re-hash on the node without the cache (the file may have changed, or the cache be stale), fetch again
+            # re-hash on the node without the cache: a changed hash means the file is being written (or the cache
+            # was stale); the same hash means the copy here went wrong. Either way, fetch it again.
             again = helper.run("manifest", dict(margs, only=[b["path"] for b in bad], nocache=[b["path"] for b in bad]))
             node["manifest"] = again["manifest"]
-            for f in again["files"]:
-                by_dest[f[0]] = f
-            pending = [by_dest[b["path"]] for b in bad if b["path"] in {f[0] for f in again["files"]}]
-            gone = [b["path"] for b in bad if b["path"] not in {f[0] for f in again["files"]}]
-            for path in gone:
-                warnings.append("%s vanished on the node during collect" % path)
-                by_dest.pop(path, None)
-            bad = [b for b in bad if b["path"] not in gone]
+            fresh = {f[0]: f for f in again["files"]}
+            for b in bad:
+                if b["path"] not in fresh:
+                    warnings.append("%s vanished on the node during collect" % b["path"])
+                    by_dest.pop(b["path"], None)
+                elif fresh[b["path"]][5] != by_dest[b["path"]][5]:
+                    changed_on_node.add(b["path"])
+            by_dest.update(fresh)
+            bad = [b for b in bad if b["path"] in fresh]
+            pending = [fresh[b["path"]] for b in bad]
         timings["transfer_verify"] = round(time.monotonic() - t1, 4)
+        # files still changing on the node (a running job's log) cannot be verified: warn, keep the copy, retry next
+        # time. A file that stayed the same on the node and still does not verify here is a real failure.
+        changing = [b for b in bad if b["path"] in changed_on_node]
+        bad = [b for b in bad if b["path"] not in changed_on_node]
 
         # -------- manifest + state on the controller
         files = sorted(by_dest.values())
@@ -394,21 +402,27 @@ class ActionModule(ActionBase):
                  "manifest_sha256": hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
                  "roots": [{k: r[k] for k in ("src", "abs", "dest", "kind")} for r in node["roots"]],
                  "missing": missing, "skipped": node["skipped"], "mismatched": bad,
+                 "changing": [c["path"] for c in changing],
                  "files": {k: v for k, v in verified.items() if k in by_dest}}
         atomic_json(state_path, state)
         timings["total"] = round(time.monotonic() - t0, 4)
         if state["manifest_sha256"] != node["manifest"]["sha256"]:
             warnings.append("the manifest written here differs from the node's (%s)" % node["manifest"]["path"])
+        if changing:
+            warnings.append("%d file(s) kept changing on the node while being copied (is the job still running?): %s. "
+                            "The copies here are not verified; the next collect fetches them again"
+                            % (len(changing), ", ".join(c["path"] for c in changing[:10])))
         out.update(fetched=fetched, fetched_bytes=fetched_bytes, mismatched=bad, attempts=attempt + 1,
-                   verified=len(state["files"]), manifest=os.path.join(dest_dir, MANIFEST),
-                   node_timings=node.get("timings"))
+                   changing=[c["path"] for c in changing], verified=len(state["files"]),
+                   manifest=os.path.join(dest_dir, MANIFEST), node_timings=node.get("timings"))
         if warnings:
             out["warnings"] = warnings
         if bad:
-            msg = ("checksum mismatch after %d attempt(s) for %d file(s): %s. The file(s) changed on the node while "
-                   "being copied (is the job still writing them?) or were corrupted in transit; verified files are "
-                   "kept and a rerun fetches only these" % (attempt + 1, len(bad), "; ".join(
-                       "%s (manifest %s, received %s)" % (b["path"], b["expected"][:12], (b["got"] or "nothing")[:12])
+            msg = ("checksum mismatch after %d attempt(s) for %d file(s) that did not change on the node: %s. "
+                   "The copy here does not match the node's file (written to or blocked on the controller, or "
+                   "corrupted); verified files are kept and a rerun fetches only these" % (attempt + 1, len(bad),
+                                                                                          "; ".join(
+                       "%s (node %s, here %s)" % (b["path"], b["expected"][:12], (b["got"] or "nothing")[:12])
                        for b in bad[:10])))
             if args["on_mismatch"] == "fail":
                 return dict(out, failed=True, msg=msg)

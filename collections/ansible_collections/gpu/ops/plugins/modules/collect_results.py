@@ -22,7 +22,10 @@ description:
   - The first collect into a destination starts copying whole source directories while the node builds the
     manifest, and hashes each file as soon as it has arrived, so verification costs little more than the copy.
   - Every received file is hashed and compared with the manifest. A mismatch is re-hashed on the node (without the
-    cache) and fetched again, up to O(verify_retries) times; what still differs is reported (see O(on_mismatch)).
+    cache) and fetched again, up to O(verify_retries) times. A file whose content kept changing on the node (a
+    running job's log) is reported in RV(changing) with a warning and left unverified, so the next collect fetches
+    it again. A file that stayed the same on the node but still does not verify here is a failure (see
+    O(on_mismatch)).
   - O(dest)/C(manifest.sha256) is the manifest (check it with C(sha256sum -c manifest.sha256) in O(dest)) and
     O(dest)/C(collect.json) records the verified files, the job's status and what was missing or skipped.
   - Works on failed jobs and on jobs that never started; missing sources are warnings unless marked required.
@@ -80,8 +83,9 @@ options:
     default: 2
   on_mismatch:
     description:
-      - What to do when files still do not match after the retries. V(fail) fails the task (verified files are kept
-        and a rerun fetches only the others); V(warn) keeps what arrived and warns.
+      - What to do when files that did not change on the node still do not match after the retries (the copy on
+        the controller is wrong). V(fail) fails the task (verified files are kept and a rerun fetches only the
+        others); V(warn) keeps what arrived and warns. Files still being written on the node only warn.
     type: str
     choices: [fail, warn]
     default: fail
@@ -162,10 +166,16 @@ skipped_files:
   type: list
   elements: dict
 mismatched:
-  description: Files whose sha256 still differed from the manifest after the retries (path, expected, got).
+  description: Files that did not change on the node whose copy here still differed after the retries (path,
+    expected, got).
   returned: success
   type: list
   elements: dict
+changing:
+  description: Files that kept changing on the node while being copied; their copies here are not verified.
+  returned: success and not check mode
+  type: list
+  elements: str
 manifest:
   description: Path of C(manifest.sha256) on the controller.
   returned: success and not check mode
