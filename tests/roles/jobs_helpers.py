@@ -95,3 +95,20 @@ def durations(p: Play) -> list[tuple[str, float]]:
     """(task name, seconds) from the json callback, for looking at slow steps."""
     return [(task["task"]["name"], task["task"].get("duration_s", 0.0))
             for pl in p.doc["plays"] for task in pl["tasks"]]
+
+
+def free_port() -> int:
+    """A free TCP port below the ephemeral range, so outgoing connections (ssh, http) cannot take it meanwhile."""
+    import random
+    import socket
+
+    low, _high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for _ in range(200):
+        port = random.randint(20000, max(20001, min(low, 32768) - 1))
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port found below the ephemeral range")
