@@ -418,12 +418,12 @@ class ActionModule(ActionBase):
         if warnings:
             out["warnings"] = warnings
         if bad:
+            named = "; ".join("%s (node %s, here %s)" % (b["path"], b["expected"][:12], (b["got"] or "nothing")[:12])
+                              for b in bad[:10])
             msg = ("checksum mismatch after %d attempt(s) for %d file(s) that did not change on the node: %s. "
                    "The copy here does not match the node's file (written to or blocked on the controller, or "
-                   "corrupted); verified files are kept and a rerun fetches only these" % (attempt + 1, len(bad),
-                                                                                          "; ".join(
-                       "%s (node %s, here %s)" % (b["path"], b["expected"][:12], (b["got"] or "nothing")[:12])
-                       for b in bad[:10])))
+                   "corrupted); verified files are kept and a rerun fetches only these"
+                   % (attempt + 1, len(bad), named))
             if args["on_mismatch"] == "fail":
                 return dict(out, failed=True, msg=msg)
             out.setdefault("warnings", []).append(msg)
