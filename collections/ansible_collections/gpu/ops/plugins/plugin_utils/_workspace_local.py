@@ -94,21 +94,18 @@ class Scratch(object):
 
 class LocalRepo(object):
     def __init__(self, path):
+        path = os.path.abspath(path)
         if not os.path.isdir(path):
             raise GitError("workspace source %s is not a directory" % path)
-        proc = run_git(["rev-parse", "--show-toplevel"], cwd=path, raw=True, check=False)
-        if proc.returncode != 0:
-            raise GitError("workspace source %s is not inside a git repository" % path)
-        self.top = proc.stdout.decode().strip()
-        self.git_dir = self.path_of("rev-parse", "--absolute-git-dir")
-        common = self.git(["rev-parse", "--git-common-dir"])
-        self.common_dir = os.path.normpath(os.path.join(self.top, common))
-        self.objects = os.path.normpath(os.path.join(self.top, self.git(["rev-parse", "--git-path", "objects"])))
-        self.index = os.path.normpath(os.path.join(self.top, self.git(["rev-parse", "--git-path", "index"])))
+        # one git call: paths relative to ``path`` come back for the common dir and --git-path
+        proc = run_git(["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir", "--git-path",
+                        "objects", "--git-path", "index"], cwd=path, raw=True, check=False)
+        lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+        if proc.returncode != 0 or len(lines) != 5:
+            raise GitError("workspace source %s is not inside a git repository (with a work tree)" % path)
+        self.top, self.git_dir = lines[0], lines[1]
+        self.common_dir, self.objects, self.index = (os.path.normpath(os.path.join(path, p)) for p in lines[2:])
         self._scratch = None
-
-    def path_of(self, *args):
-        return run_git(list(args), cwd=getattr(self, "top", None) or ".")
 
     def git(self, args, raw=False, check=True, env=None):
         return run_git(args, self.top, env=env, raw=raw, check=check)
