@@ -71,7 +71,6 @@ class ActionModule(ActionBase):
         branch = repo.branch(version)
         is_head = commit == repo.head()
         snap = repo.snapshot(commit) if is_head and args["dirty"] != "ignore" else None
-        dirty_subs = repo.dirty_submodules() if is_head and args["dirty"] != "ignore" and args["submodules"] else []
         changes = snap["changes"] if snap else []
         shown = ", ".join("%s %s" % (c["status"], c["path"]) for c in changes[:10])
         more = " (+%d more)" % (len(changes) - 10) if len(changes) > 10 else ""
@@ -83,12 +82,14 @@ class ActionModule(ActionBase):
             result.setdefault("warnings", []).append(
                 "%d uncommitted or untracked change(s) in %s are NOT deployed (set workspace_dirty: ship to ship "
                 "them): %s%s" % (len(changes), repo.top, shown, more))
-        if dirty_subs:
-            result.setdefault("warnings", []).append(
-                "submodule(s) with uncommitted changes, deployed at their HEAD commit only: %s" % ", ".join(dirty_subs))
         ship = bool(snap) and args["dirty"] == "ship"
         tree = snap["tree"] if ship else repo.tree_of(commit)
         subs = repo.submodules(tree) if args["submodules"] else []
+        # a snapshot records a submodule's HEAD, not its own uncommitted files: say so (one status, only with subs)
+        dirty_subs = repo.dirty_submodules() if subs and is_head and args["dirty"] != "ignore" else []
+        if dirty_subs:
+            result.setdefault("warnings", []).append(
+                "submodule(s) with uncommitted changes, deployed at their HEAD commit only: %s" % ", ".join(dirty_subs))
         provenance = {
             "commit": commit, "branch": branch, "version": version, "repo": repo.top,
             "remote_url": repo.remote_url(branch), "dirty": bool(snap), "dirty_shipped": ship,
