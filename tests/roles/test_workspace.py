@@ -225,4 +225,7 @@ def test_submodules_first_and_incremental(vast_node, sim, tmp_path):
     assert sizes["third_party/lib"] < {b["repo"]: b["size"] for b in r["bundles"]}["third_party/lib"]
     assert node_head(vast_node, "~/.bifrost/workspace/third_party/lib") == lib_head2
     assert vast_node.ssh("cat ~/.bifrost/workspace/third_party/lib/src/mod2.py").stdout == "VALUE = 22\n"
-    assert results(deploy(inv, repo), DEPLOY)[vast_node.name]["changed"] is False
+    # an uncommitted edit inside the submodule is not part of any commit: reported, not deployed, no change
+    (repo / "third_party" / "lib" / "src" / "mod0.py").write_text("VALUE = 'local only'\n")
+    r3 = results(deploy(inv, repo), DEPLOY)[vast_node.name]
+    assert r3["changed"] is False and r3["dirty_submodules"] == ["third_party/lib"] and r3["dirty"] is False

@@ -98,6 +98,7 @@ class ActionModule(ActionBase):
             "submodules": [{"path": s["path"], "commit": s["commit"]} for s in subs],
         }
         result["dirty_changes"] = changes[:200]
+        result["dirty_submodules"] = dirty_subs
         return {"commit": commit, "branch": branch, "tree": tree, "snapshot": snap if ship else None,
                 "subs": subs, "provenance": provenance}
 

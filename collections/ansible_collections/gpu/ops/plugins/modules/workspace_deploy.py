@@ -156,6 +156,11 @@ dirty_changes:
   type: list
   elements: dict
   sample: [{"status": "M", "path": "train.py"}, {"status": "A", "path": "notes.txt"}]
+dirty_submodules:
+  description: Submodules with uncommitted changes of their own (deployed at their HEAD commit only).
+  returned: success
+  type: list
+  elements: str
 dirty_shipped:
   description: Whether those changes were deployed (O(dirty=ship)).
   returned: success
