@@ -649,13 +649,11 @@ def _prepare_job_dir(paths, job_dir):
 # ---------------------------------------------------------------------------------------------- waiting
 def probe_url(url, statuses=(200,), match=None, timeout=2.0):
     """(ready, detail): one HTTP GET from the node."""
+    from urllib.error import HTTPError, URLError
+    from ansible.module_utils.urls import open_url
+
     try:
-        from urllib.request import Request, urlopen
-        from urllib.error import HTTPError, URLError
-    except ImportError as exc:  # pragma: no cover
-        return False, str(exc)
-    try:
-        resp = urlopen(Request(url, headers={"User-Agent": "gpu.ops-job_wait"}), timeout=timeout)
+        resp = open_url(url, timeout=timeout, http_agent="gpu.ops-job_wait", follow_redirects="safe")
         code = resp.getcode()
         body = resp.read(65536).decode("utf-8", "replace")
     except HTTPError as exc:
