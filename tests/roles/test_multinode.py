@@ -86,3 +86,21 @@ def test_torchrun_two_nodes_gloo_all_reduce(make_nodes, sim, tmp_path, torch_pyt
             assert r["group_rank"] == rank_node and r["node_rank_env"] == str(rank_node)
             seen[r["rank"]] = r
     assert sorted(seen) == list(range(world))
+
+
+def test_a_failing_rank_stops_the_job_on_the_other_node(make_nodes, sim, tmp_path):
+    """tmux_job_stop_on_peer_failure: rank 0 dies at once; rank 1 (which would wait on it forever) is stopped."""
+    nodes = make_nodes(2, "mixed", prefix="gang")
+    for node in nodes:
+        node.ssh("mkdir -p ~/.bifrost/workspace")
+    command = 'if [ "$NODE_RANK" = 0 ]; then echo "rank 0: CUDA error"; exit 3; fi; echo "rank 1 waiting"; sleep 300'
+    p = play(sim, nodes, tmp_path, "jobs_roles.yml", {
+        "jobs_bootstrap": False, "tmux_job_command": command, "tmux_job_stop_on_peer_failure": True,
+        "tmux_job_wait_timeout": 120})
+    rank0, rank1 = (p.task("Wait for job", n.name) for n in nodes)
+    assert rank0["failed"] and (rank0["job"]["status"], rank0["job"]["exit_code"]) == ("failed", 3)
+    assert "rank 0: CUDA error" in rank0["msg"]
+    assert rank1["failed"] and rank1["job"]["status"] == "killed"
+    assert rank1["stopped_for_peer"] == {"host": nodes[0].name, "status": "failed", "exit_code": 3}
+    assert rank1["elapsed"] < 60
+    assert f"on {nodes[0].name} it ended failed with exit code 3" in rank1["msg"]

@@ -10,9 +10,12 @@ between rounds. The deadline is the controller's; the job keeps running when it 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 
+from ansible import constants as C
 from ansible.utils.display import Display
 
 from ansible_collections.gpu.ops.plugins.plugin_utils._job_action import JobActionBase, format_duration
@@ -30,9 +33,45 @@ ARGUMENT_SPEC = {
     "ready_match": {"type": "str"},
     "fail_on_failure": {"type": "bool", "default": True},
     "log_lines": {"type": "int", "default": 20},
+    "stop_on_peer_failure": {"type": "bool", "default": False},
     "root": {"type": "str", "default": "~/.bifrost"},
 }
 FIRST_ROUND = 10
+PEER_POLL = 5
+
+
+class PeerBoard(object):
+    """Controller-side notes between the forks waiting on the same job id (one file per host that failed).
+
+    The forks of one ansible-playbook run share its local temp directory; job ids are unique per run.
+    """
+
+    def __init__(self, job_id, host):
+        self.dir = os.path.join(C.DEFAULT_LOCAL_TMP, "gpuops-job-peers-%s" % job_id)
+        self.host = host
+
+    def post(self, job):
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            with open(os.path.join(self.dir, "%s.json" % self.host.replace("/", "_")), "w") as fh:
+                json.dump({"host": self.host, "status": job.get("status"), "exit_code": job.get("exit_code")}, fh)
+        except OSError:
+            pass
+
+    def failed_peer(self):
+        try:
+            names = sorted(os.listdir(self.dir))
+        except OSError:
+            return None
+        for name in names:
+            try:
+                with open(os.path.join(self.dir, name)) as fh:
+                    peer = json.load(fh)
+            except (OSError, ValueError):
+                continue
+            if peer.get("host") != self.host:
+                return peer
+        return None
 
 
 def _tail_text(lines, indent="  "):
@@ -53,12 +92,16 @@ class ActionModule(JobActionBase):
         job_id = args["job_id"]
         state = args["state"]
         interval = max(1, args["progress_interval"])
+        peers = PeerBoard(job_id, host) if args["stop_on_peer_failure"] and state == "finished" else None
+        # with peers to watch, look more often than we print
+        poll = min(interval, PEER_POLL) if peers else interval
         start = time.monotonic()
         deadline = start + max(0, args["timeout"])
+        next_print = start + min(interval, FIRST_ROUND)
         rounds = 0
         while True:
             left = deadline - time.monotonic()
-            chunk = max(0, min(left, FIRST_ROUND if rounds == 0 else interval, interval))
+            chunk = max(0, min(left, FIRST_ROUND if rounds == 0 else poll, poll))
             module_args = dict(args, timeout=int(math.ceil(chunk)))
             res = self._run_node_module("job_wait", module_args, task_vars)
             rounds += 1
@@ -73,14 +116,32 @@ class ActionModule(JobActionBase):
             elapsed = time.monotonic() - start
             if res.get("done") or time.monotonic() >= deadline:
                 break
-            if args["progress"]:
+            failed_peer = peers.failed_peer() if peers else None
+            if failed_peer:
+                return self._stop_for_peer(result, args, failed_peer, task_vars, elapsed)
+            if args["progress"] and time.monotonic() >= next_print - 0.5:
                 display.display(self._progress_line(host, state, job, elapsed, res), color="cyan", stderr=True)
+                next_print = time.monotonic() + interval
         result.update(changed=False, done=bool(res.get("done")), ready=bool(res.get("ready")),
                       ready_detail=res.get("ready_detail"), job=job, elapsed=round(elapsed, 2))
         failed, msg = self._verdict(state, args, job, res, elapsed)
         result["msg"] = msg
         if failed:
             result["failed"] = True
+            if peers and res.get("done"):
+                peers.post(job)
+        return result
+
+    def _stop_for_peer(self, result, args, peer, task_vars, elapsed):
+        """A peer's part of the same job ended badly: stop ours instead of waiting on a collective that hangs."""
+        res = self._run_node_module("job", {"job_id": args["job_id"], "state": "killed", "root": args["root"]},
+                                    task_vars)
+        job = self._decorate(res.get("job") or {}, task_vars)
+        result.update(changed=bool(res.get("changed")), failed=True, done=True, ready=False, ready_detail=None,
+                      job=job, elapsed=round(elapsed, 2), stopped_for_peer=peer,
+                      msg="job %s stopped on this node (%s, exit code %s): on %s it ended %s with exit code %s" % (
+                          args["job_id"], job.get("status"), job.get("exit_code"), peer["host"], peer["status"],
+                          peer.get("exit_code")))
         return result
 
     @staticmethod

@@ -77,6 +77,14 @@ options:
       - Lines of log tail in the result and in failure messages.
     type: int
     default: 20
+  stop_on_peer_failure:
+    description:
+      - For a job that runs on several hosts as one (C(torchrun) across nodes) - when the wait on another host of
+        the play ends with the job failed, killed or lost, stop this host's part of the job (C(killed)) and fail,
+        instead of waiting for a collective that will never complete. Checked every few seconds.
+      - Leave it V(false) for independent jobs that happen to run on several hosts.
+    type: bool
+    default: false
   root:
     description:
       - The gpu.ops state directory on the node.
@@ -133,6 +141,10 @@ elapsed:
   description: Seconds waited.
   returned: always
   type: float
+stopped_for_peer:
+  description: The other host (host, status, exit_code) whose failure made this wait stop this host's job.
+  returned: when O(stop_on_peer_failure=true) stopped the job
+  type: dict
 msg:
   description: Outcome, with the exit code and log tail on failure.
   returned: always
@@ -157,6 +169,7 @@ def main():
             ready_match=dict(type="str"),
             fail_on_failure=dict(type="bool", default=True),
             log_lines=dict(type="int", default=20),
+            stop_on_peer_failure=dict(type="bool", default=False),
             root=dict(type="str", default="~/.bifrost"),
         ),
         required_if=[("state", "ready", ["ready_url"])],

@@ -79,3 +79,16 @@ def test_progress_line_shows_status_time_and_last_line():
     line = ActionModule._progress_line("gpu-1", "ready", job("running", last_line="loading"), 5,
                                        {"ready_detail": "connection refused"})
     assert "connection refused | loading" in line
+
+
+def test_peer_board(tmp_path, monkeypatch):
+    from ansible_collections.gpu.ops.plugins.action import job_wait
+
+    monkeypatch.setattr(job_wait.C, "DEFAULT_LOCAL_TMP", str(tmp_path))
+    a, b = job_wait.PeerBoard("j1", "node-a"), job_wait.PeerBoard("j1", "node-b")
+    other_job = job_wait.PeerBoard("j2", "node-c")
+    assert a.failed_peer() is None
+    a.post({"status": "failed", "exit_code": 3})
+    other_job.post({"status": "failed", "exit_code": 1})
+    assert a.failed_peer() is None  # its own note does not count
+    assert b.failed_peer() == {"host": "node-a", "status": "failed", "exit_code": 3}
