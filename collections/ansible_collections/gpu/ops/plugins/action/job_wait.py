@@ -16,6 +16,7 @@ import os
 import time
 
 from ansible import constants as C
+from ansible.errors import AnsibleConnectionFailure
 from ansible.utils.display import Display
 
 from ansible_collections.gpu.ops.plugins.plugin_utils._job_action import JobActionBase, format_duration
@@ -38,6 +39,7 @@ ARGUMENT_SPEC = {
 }
 FIRST_ROUND = 10
 PEER_POLL = 5
+CONNECTION_TRIES = 5
 
 
 class PeerBoard(object):
@@ -103,7 +105,7 @@ class ActionModule(JobActionBase):
             left = deadline - time.monotonic()
             chunk = max(0, min(left, FIRST_ROUND if rounds == 0 else poll, poll))
             module_args = dict(args, timeout=int(math.ceil(chunk)))
-            res = self._run_node_module("job_wait", module_args, task_vars)
+            res = self._round(module_args, task_vars, host, deadline)
             rounds += 1
             if res.get("failed"):
                 if self._task.check_mode and "no job" in str(res.get("msg", "")):
@@ -131,6 +133,27 @@ class ActionModule(JobActionBase):
             if peers and res.get("done"):
                 peers.post(job)
         return result
+
+    def _round(self, module_args, task_vars, host, deadline):
+        """One node-side wait. A dropped SSH connection during a long wait is retried with backoff (the job runs
+        on regardless); only CONNECTION_TRIES failures in a row, or the deadline, end the wait."""
+        delay = 2.0
+        for attempt in range(1, CONNECTION_TRIES + 1):
+            try:
+                return self._run_node_module("job_wait", module_args, task_vars)
+            except AnsibleConnectionFailure as exc:
+                if attempt == CONNECTION_TRIES or time.monotonic() + delay >= deadline:
+                    raise
+                why = (str(exc).strip().splitlines() or ["?"])[-1]
+                display.warning("[%s] lost the connection while waiting for job %s (%s); retrying in %ds"
+                                % (host, module_args["job_id"], why, delay))
+                try:
+                    self._connection.reset()
+                except Exception:  # pylint: disable=broad-exception-caught
+                    pass  # a connection that cannot even reset is retried below anyway
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        raise AnsibleConnectionFailure("unreachable")  # not reached
 
     def _stop_for_peer(self, result, args, peer, task_vars, elapsed):
         """A peer's part of the same job ended badly: stop ours instead of waiting on a collective that hangs."""

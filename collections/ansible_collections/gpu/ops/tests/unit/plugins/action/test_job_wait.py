@@ -92,3 +92,51 @@ def test_peer_board(tmp_path, monkeypatch):
     other_job.post({"status": "failed", "exit_code": 1})
     assert a.failed_peer() is None  # its own note does not count
     assert b.failed_peer() == {"host": "node-a", "status": "failed", "exit_code": 3}
+
+
+class _Conn(object):
+    resets = 0
+
+    def reset(self):
+        self.resets += 1
+
+
+def _action_with(outcomes):
+    """An ActionModule whose node calls return or raise ``outcomes`` in turn (no real connection)."""
+    action = object.__new__(ActionModule)
+    action._connection = _Conn()
+    calls = []
+
+    def run_node_module(name, args, task_vars):
+        calls.append(name)
+        out = outcomes.pop(0)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    action._run_node_module = run_node_module
+    return action, calls
+
+
+def test_a_dropped_connection_is_retried_with_backoff(monkeypatch):
+    import time as _time
+
+    from ansible.errors import AnsibleConnectionFailure
+
+    from ansible_collections.gpu.ops.plugins.action import job_wait
+
+    slept = []
+    monkeypatch.setattr(job_wait.time, "sleep", slept.append)
+    action, calls = _action_with([AnsibleConnectionFailure("ssh: Connection reset"),
+                                  AnsibleConnectionFailure("ssh: Connection refused"), {"done": True}])
+    res = action._round({"job_id": "j1"}, {}, "h", _time.monotonic() + 600)
+    assert res == {"done": True} and len(calls) == 3 and slept == [2.0, 4.0] and action._connection.resets == 2
+
+    action, calls = _action_with([AnsibleConnectionFailure("down")] * job_wait.CONNECTION_TRIES)
+    with pytest.raises(AnsibleConnectionFailure):
+        action._round({"job_id": "j1"}, {}, "h", _time.monotonic() + 600)
+    assert len(calls) == job_wait.CONNECTION_TRIES
+
+    action, calls = _action_with([AnsibleConnectionFailure("down"), {"done": True}])
+    with pytest.raises(AnsibleConnectionFailure):  # no time left before the deadline: no retry
+        action._round({"job_id": "j1"}, {}, "h", _time.monotonic() + 1)
