@@ -23,6 +23,7 @@ local_check (controller: what is already verified), transfer_verify (stream + ha
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -105,13 +106,18 @@ def one_setting(node, work: Path, rate_mbs: float) -> dict:
         rows = {"rsync -a": [], "gpu.ops cold": [], "gpu.ops warm": [], "gpu.ops rerun": []}
         steps = []
         for i in range(ROUNDS):  # interleaved, so load changes on the machine hit every method alike
+            # every copy starts with no dirty pages: the previous copy's 200 MB are deleted, not written back
             dest = work / f"rsync-{i}"
+            os.sync()
             rows["rsync -a"].append({"task_s": ep.rsync(dest)})
             shutil.rmtree(dest)
             node.ssh("rm -rf ~/.bifrost/cache/collect")
+            os.sync()
             c = collect(ep.inventory, work / "runs", f"cold-{i}")
             rows["gpu.ops cold"].append(c)
             steps.append(next(iter(c["hosts"].values()))["timings"])
+            shutil.rmtree(work / "runs" / f"cold-{i}")
+            os.sync()
             rows["gpu.ops warm"].append(collect(ep.inventory, work / "runs", f"warm-{i}"))
             rows["gpu.ops rerun"].append(collect(ep.inventory, work / "runs", f"warm-{i}"))
             shutil.rmtree(work / "runs")
