@@ -433,15 +433,18 @@ def kill_job(paths, job_id, grace=10.0, check_mode=False):
     bs_pid = _int_file(os.path.join(job_dir, "bootstrap.pid"))
     child_pid = _int_file(os.path.join(job_dir, "child_pid"))
     bootstrap_running = info["bootstrap"]["state"] == "running"
-    job_running = info["status"] in ACTIVE_STATUSES or (info["status"] == "lost" and info["pid_alive"])
+    pid = info["pid"]
+    runner_alive = bool(pid) and runner.pid_alive(pid) and _is_runner(pid, job_dir)
+    # a lost job can still have processes: a runner killed hard leaves its command's process group behind
+    job_running = info["status"] in ACTIVE_STATUSES or (info["status"] == "lost" and (
+        runner_alive or _job_group_alive(child_pid, job_dir)))
     if not job_running and not bootstrap_running:
         return False, info
     if check_mode:
         return True, info
     if info["status"] is not None:
         write_atomic(os.path.join(job_dir, "kill_requested"), runner.utcnow() + "\n")
-    pid = info["pid"]
-    if job_running and pid and _is_runner(pid, job_dir):
+    if job_running and runner_alive:
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:
@@ -453,8 +456,8 @@ def kill_job(paths, job_id, grace=10.0, check_mode=False):
             except OSError:
                 pass
             runner.wait_until(lambda: not runner.pid_alive(pid), 5)
-    if child_pid:
-        runner.stop_group(child_pid, 1.0)
+    if child_pid and _job_group_alive(child_pid, job_dir):
+        runner.stop_group(child_pid, grace)
     if bootstrap_running or (bs_pid and _is_runner(bs_pid, job_dir)):
         if bs_pid and runner.pid_alive(bs_pid):
             try:
@@ -480,6 +483,30 @@ def kill_job(paths, job_id, grace=10.0, check_mode=False):
 
 def _final(job_dir):
     return _str_file(os.path.join(job_dir, "status")) in FINAL_STATUSES
+
+
+def _job_group_alive(pgid, job_dir):
+    """True while process group ``pgid`` is still this job's command (not a reused pid): a member's environment
+    holds BIFROST_JOB_DIR=<job_dir>, which the runner gives the command."""
+    if not pgid or not runner.group_alive(pgid):
+        return False
+    if not os.path.isdir("/proc"):
+        return True
+    marker = ("BIFROST_JOB_DIR=%s" % job_dir).encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as fh:
+                fields = fh.read().rsplit(")", 1)[-1].split()
+            if len(fields) < 3 or fields[2] != str(pgid) or fields[0] == "Z":
+                continue
+            with open("/proc/%s/environ" % name, "rb") as fh:
+                if marker in fh.read().split(b"\0"):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _is_runner(pid, job_dir):

@@ -392,3 +392,35 @@ def test_wait_job_returns_as_soon_as_the_status_is_final(tmp_path):
     assert res["done"] and res["job"]["exit_code"] == 2 and res["job"]["log_tail"] == ["a", "b"]
     with pytest.raises(jobs.JobError, match="no job nope"):
         jobs.wait_job(jobs.Paths(str(tmp_path)), "nope", timeout=1)
+
+
+def test_job_group_is_recognised_by_its_environment(tmp_path):
+    env = dict(os.environ, BIFROST_JOB_DIR=str(tmp_path / "jobs" / "g1"))
+    mine = subprocess.Popen(["sleep", "30"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert jobs._job_group_alive(mine.pid, str(tmp_path / "jobs" / "g1"))
+        assert not jobs._job_group_alive(other.pid, str(tmp_path / "jobs" / "g1"))  # a reused pid is not ours
+        assert not jobs._job_group_alive(mine.pid, str(tmp_path / "jobs" / "g2"))
+    finally:
+        for p in (mine, other):
+            p.kill()
+            p.wait()
+    assert not jobs._job_group_alive(mine.pid, str(tmp_path / "jobs" / "g1"))
+
+
+def test_killing_a_lost_job_stops_the_processes_its_dead_runner_left(installed, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMUX_TMPDIR", str(tmp_path))  # an empty tmux world: no session is alive
+    paths, job = installed
+    d = job("orphan", "echo up; sleep 60")
+    proc = run_runner(paths, "run", d)
+    wait_file(os.path.join(d, "child_pid"))
+    child = int(read(d, "child_pid"))
+    proc.kill()  # the runner dies hard, its command (own process group) lives on
+    proc.wait()
+    assert runner.group_alive(child)
+    assert jobs.read_job(d, set())["status"] == "lost"
+    changed, info = jobs.kill_job(paths, "orphan", grace=2)
+    assert changed and (info["status"], info["exit_code"]) == ("killed", 137)
+    assert not runner.group_alive(child)
+    assert jobs.kill_job(paths, "orphan", grace=2)[0] is False
