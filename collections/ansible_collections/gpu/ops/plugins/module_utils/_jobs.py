@@ -43,6 +43,8 @@ class JobError(Exception):
 
 # ---------------------------------------------------------------------------------------------- names and paths
 def validate_job_id(job_id):
+    if job_id == "":
+        raise JobError("invalid job_id '': the job id is empty (set tmux_job_id, or job_id for the modules)")
     if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
         raise JobError("invalid job_id %r: use letters, digits, '-' and '_' (at most 128, first a letter or digit); "
                        "tmux session names cannot hold '.' or ':'" % (job_id,))
