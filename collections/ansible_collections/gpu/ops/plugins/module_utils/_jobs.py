@@ -130,14 +130,27 @@ def tmux_bin():
     return path
 
 
-def tmux_new_session(name, workdir, argv):
+# A client that reaches a server which is just exiting (its last session ended, e.g. a bootstrap that
+# finished at once) gets one of these; trying again starts a fresh server.
+TMUX_SERVER_RACE = ("server exited unexpectedly", "lost server", "server exited")
+
+
+def tmux_new_session(name, workdir, argv, attempts=6):
     cmd = [tmux_bin(), "new-session", "-d", "-s", name, "-c", workdir, "-x", "220", "-y", "50"] + list(argv)
-    # not module.run_command: tmux must run without TMUX/TMUX_PANE, which environ_update cannot remove
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=ansible-bad-function
-                         env=runner.tmux_env(), timeout=30, universal_newlines=True, check=False)
-    if res.returncode != 0:
-        raise JobError("tmux new-session -s %s failed (rc %d): %s" % (
-            name, res.returncode, (res.stderr or res.stdout).strip()))
+    delay = 0.05
+    for attempt in range(1, attempts + 1):
+        # not module.run_command: tmux must run without TMUX/TMUX_PANE, which environ_update cannot remove
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=ansible-bad-function
+                             env=runner.tmux_env(), timeout=30, universal_newlines=True, check=False)
+        if res.returncode == 0:
+            return
+        err = (res.stderr or res.stdout).strip()
+        if attempt > 1 and err.startswith("duplicate session"):
+            return  # job names are unique: the session is the one an earlier attempt created
+        if attempt == attempts or not any(m in err for m in TMUX_SERVER_RACE):
+            raise JobError("tmux new-session -s %s failed (rc %d): %s" % (name, res.returncode, err))
+        time.sleep(delay)  # backoff before asking a fresh server
+        delay *= 2
 
 
 def live_sessions():

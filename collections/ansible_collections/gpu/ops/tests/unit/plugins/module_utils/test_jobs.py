@@ -424,3 +424,38 @@ def test_killing_a_lost_job_stops_the_processes_its_dead_runner_left(installed, 
     assert changed and (info["status"], info["exit_code"]) == ("killed", 137)
     assert not runner.group_alive(child)
     assert jobs.kill_job(paths, "orphan", grace=2)[0] is False
+
+
+# ------------------------------------------------------------------------------------------------ tmux server race
+def _fake_tmux(tmp_path, monkeypatch, script):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    tmux = bindir / "tmux"
+    tmux.write_text("#!/bin/sh\n" + script)
+    tmux.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ.get("PATH", "")))
+    return tmp_path / "calls"
+
+
+def test_new_session_retries_a_server_that_was_exiting(tmp_path, monkeypatch):
+    # first call: the server we reached exits under us (its last session just ended); the retry succeeds
+    calls = _fake_tmux(tmp_path, monkeypatch, 'echo x >> "%s"\n[ "$(wc -l < "%s")" -ge 2 ] && exit 0\n'
+                       'echo "server exited unexpectedly" >&2; exit 1\n' % (tmp_path / "calls", tmp_path / "calls"))
+    jobs.tmux_new_session("bifrost-x", str(tmp_path), ["true"])
+    assert len(calls.read_text().splitlines()) == 2
+
+
+def test_new_session_does_not_retry_other_errors(tmp_path, monkeypatch):
+    calls = _fake_tmux(tmp_path, monkeypatch, 'echo x >> "%s"\necho "duplicate session: bifrost-x" >&2; exit 1\n'
+                       % (tmp_path / "calls"))
+    with pytest.raises(jobs.JobError, match="duplicate session"):
+        jobs.tmux_new_session("bifrost-x", str(tmp_path), ["true"])
+    assert len(calls.read_text().splitlines()) == 1
+
+
+def test_new_session_gives_up_after_bounded_attempts(tmp_path, monkeypatch):
+    calls = _fake_tmux(tmp_path, monkeypatch, 'echo x >> "%s"\necho "server exited unexpectedly" >&2; exit 1\n'
+                       % (tmp_path / "calls"))
+    with pytest.raises(jobs.JobError, match="server exited unexpectedly"):
+        jobs.tmux_new_session("bifrost-x", str(tmp_path), ["true"], attempts=3)
+    assert len(calls.read_text().splitlines()) == 3
