@@ -17,7 +17,8 @@ import pytest
 
 from gpuops.testing import REPO, SimHarness
 
-SHARED = REPO.parent / "shared"
+# ../shared beside the checkout (as in CI); GPUOPS_SHARED_DIR points elsewhere
+SHARED = Path(os.environ.get("GPUOPS_SHARED_DIR") or REPO.parent / "shared")
 SPECS = SHARED / "reference" / "specs"
 
 
