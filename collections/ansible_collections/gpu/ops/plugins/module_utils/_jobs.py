@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 gpu.ops contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Node-side logic shared by gpu.ops.job, gpu.ops.job_bootstrap, gpu.ops.job_info and gpu.ops.job_wait.
 
 PRIVATE to the collection, may change without notice. Standard library only (these run on the node,

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpu.ops contributors
-# Apache License 2.0 (see galaxy.yml)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Node health for gpu.ops: nvidia-smi parsing, host metrics, the 0-100 score and the circuit breaker.
 
 PRIVATE to the collection: used by the node_health_check module (which runs on the node, so stdlib

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpu.ops contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run a versioned node helper over the task's connection. PRIVATE to the collection, may change.
 
 A helper is one stdlib-only Python file from ``plugins/plugin_utils`` (``_<name>_node.py``), installed on

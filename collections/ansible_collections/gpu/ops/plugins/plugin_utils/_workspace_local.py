@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpu.ops contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of gpu.ops.workspace_deploy: the local repository. PRIVATE to the collection.
 
 Everything here reads the user's repository and never writes to its refs, index or object store:

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpu.ops contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Node side of gpu.ops.workspace_deploy. PRIVATE to the collection, may change without notice.
 
 The action plugin installs this file (it is never imported on the node) once per version as ``~/.bifrost/bin/gpuops-workspace-<hash>.py``

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 gpu.ops contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """module_utils/_jobs.py and _job_runner.py: ids, env, bootstrap detection and hash, status reading (lost, never
 inferred success), log tails, and the runner itself run as the installed script (no tmux needed)."""
 

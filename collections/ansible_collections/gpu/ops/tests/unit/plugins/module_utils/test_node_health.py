@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: gpu.ops contributors
-# Apache License 2.0 (see galaxy.yml)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Parser, score, breaker and host readers of module_utils/node_health (fixtures in fixtures/nvidia_smi)."""
 
 from __future__ import annotations
