@@ -66,6 +66,7 @@ units: venv $(ATSTAMP)
 	@cd $(COLL) && ../../../../$(ATVENV)/bin/ansible-test units --local --python $$(../../../../$(ATVENV)/bin/python -c 'import sys;print("%d.%d"%sys.version_info[:2])') --requirements --color no 2>&1 | { $(ATFILTER); }
 
 lint: venv
+	@$(VENV)/bin/ruff check src tests benchmarks
 	@$(VENV)/bin/ansible-lint --offline --profile production
 	@cd $(COLL) && ../../../../$(VENV)/bin/antsibull-changelog lint
 

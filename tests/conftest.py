@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuops.testing import REPO, SimHarness
+from gpuops.testing import REPO, leak_checked_simulator
 
 # ../shared beside the checkout (as in CI); GPUOPS_SHARED_DIR points elsewhere
 SHARED = Path(os.environ.get("GPUOPS_SHARED_DIR") or REPO.parent / "shared")
@@ -28,19 +28,8 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory):
-    base = tmp_path_factory.mktemp("sim")
-    h = SimHarness(base / "state", base / "work", boot_seconds=float(os.environ.get("GPUOPS_TEST_BOOT", "0.3")))
-    h.start()
-    try:
+    with leak_checked_simulator(tmp_path_factory.mktemp("sim")) as h:
         yield h
-        # leak check: every test must destroy what it created
-        h.destroy_all()
-        leaks = h.leaks()
-        assert not leaks["live_instances"], f"tests leaked instances: {leaks['live_instances']}"
-        assert not leaks["processes"], f"node processes left behind: {leaks['processes']}"
-    finally:
-        out = h.stop()
-        assert "error" not in out, out
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ and runs playbooks. Nothing here patches product code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import requests
 import yaml
 
 from .sim.client import SimClient
-from .sim.nodes import kill_pids, pids_using_dirs, pids_with_marker
+from .sim.nodes import pids_using_dirs, pids_with_marker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -248,6 +249,41 @@ class SimHarness:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(inv, sort_keys=False))
         return path
+
+
+@contextlib.contextmanager
+def leak_checked_simulator(base: Path, boot_seconds: float | None = None, catalog: str | None = None):
+    """A started simulator; on exit every node is destroyed and nothing may be left alive or running."""
+    boot = boot_seconds if boot_seconds is not None else float(os.environ.get("GPUOPS_TEST_BOOT", "0.3"))
+    h = SimHarness(Path(base) / "state", Path(base) / "work", boot_seconds=boot, catalog=catalog)
+    h.start()
+    try:
+        yield h
+        h.destroy_all()
+        leaks = h.leaks()
+        assert not leaks["live_instances"], f"tests leaked instances: {leaks['live_instances']}"
+        assert not leaks["processes"], f"node processes left behind: {leaks['processes']}"
+    finally:
+        out = h.stop()
+        assert "error" not in out, out
+
+
+def task_results(proc: subprocess.CompletedProcess, task_name: str, prefix: bool = False) -> dict:
+    """{host: result} of one task in the output of run_playbook(json_output=True).
+
+    Role tasks are named "<role> : <name>". With ``prefix``, a task whose name starts with ``task_name``
+    matches too (for templated names such as "Start job train-20260101-...").
+    """
+    doc = json.loads(proc.stdout)
+    out: dict = {}
+    for play in doc["plays"]:
+        for task in play["tasks"]:
+            name = task["task"]["name"]
+            if name == task_name or name.endswith(" : " + task_name) or (
+                    prefix and (name.startswith(task_name) or f" : {task_name}" in name)):
+                out.update(task["hosts"])
+    assert out, f"task {task_name!r} not in output:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+    return out
 
 
 def ansible_env(extra: dict | None = None) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuops.testing import run_playbook
+from gpuops.testing import run_playbook, task_results
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 TASK = "Stage artifacts into the node cache, verified by sha256, and link them into the workspace"
@@ -86,15 +86,7 @@ def http_server():
 
 
 def results(proc, task_name: str = TASK) -> dict:
-    doc = json.loads(proc.stdout)
-    out = {}
-    for play in doc["plays"]:
-        for task in play["tasks"]:
-            name = task["task"]["name"]
-            if name == task_name or name.endswith(" : " + task_name):
-                out.update(task["hosts"])
-    assert out, f"task {task_name!r} not in output:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    return out
+    return task_results(proc, task_name)
 
 
 def stage(inv, manifest, *, args=None, **extra):

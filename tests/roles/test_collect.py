@@ -14,23 +14,14 @@ import os
 import shutil
 from pathlib import Path
 
-from gpuops.testing import run_playbook
+from gpuops.testing import run_playbook, task_results
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "collect.yml"
 COLLECT = "Copy the job directory and declared outputs home (sha256-verified, resumable)"
 
 
 def results(proc, task_name: str) -> dict:
-    doc = json.loads(proc.stdout)
-    out = {}
-    for play in doc["plays"]:
-        for task in play["tasks"]:
-            name = task["task"]["name"]
-            if name == task_name or name.endswith(" : " + task_name) or name.startswith(task_name) \
-                    or f" : {task_name}" in name:
-                out.update(task["hosts"])
-    assert out, f"task {task_name!r} not in output:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    return out
+    return task_results(proc, task_name, prefix=True)
 
 
 def collect(inv, runs: Path, ok: bool = True, **extra) -> tuple[dict, object]:

@@ -12,22 +12,13 @@ from pathlib import Path
 
 import yaml
 
-from gpuops.testing import run_playbook
+from gpuops.testing import run_playbook, task_results
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 
 
 def results(proc, task_name: str) -> dict:
-    """{host: result} of a task from the json callback's document."""
-    doc = json.loads(proc.stdout)
-    out = {}
-    for play in doc["plays"]:
-        for task in play["tasks"]:
-            name = task["task"]["name"]
-            if name == task_name or name.endswith(" : " + task_name):  # role tasks: "<role> : <name>"
-                out.update(task["hosts"])
-    assert out, f"task {task_name!r} not in output:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    return out
+    return task_results(proc, task_name)
 
 
 CHECK = "Check GPU and node health (one nvidia-smi probe, disk, memory, load; score and gate)"

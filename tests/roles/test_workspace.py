@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuops.testing import run_playbook
+from gpuops.testing import run_playbook, task_results
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "workspace.yml"
 DEPLOY = "Deploy the repository to the workspace (only the commits the node lacks)"
@@ -56,16 +56,7 @@ def commit(repo: Path, rel: str, text: str, msg: str = "change") -> str:
 
 
 def results(proc, task_name: str) -> dict:
-    doc = json.loads(proc.stdout)
-    out = {}
-    for play in doc["plays"]:
-        for task in play["tasks"]:
-            name = task["task"]["name"]
-            if name == task_name or name.endswith(" : " + task_name) or name.startswith(task_name) \
-                    or f" : {task_name}" in name:
-                out.update(task["hosts"])
-    assert out, f"task {task_name!r} not in output:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    return out
+    return task_results(proc, task_name, prefix=True)
 
 
 def deploy(inv, repo, check: bool = False, ok: bool = True, **extra):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -90,7 +89,6 @@ def jdump(x) -> str:
     return json.dumps(x, indent=1, sort_keys=True)[:2000]
 
 
-@contextlib.contextmanager
 def own_simulator(base: Path, boot_seconds: float | None = None):
     """A simulator of a test module's own, with the session fixture's leak check at the end.
 
@@ -98,17 +96,6 @@ def own_simulator(base: Path, boot_seconds: float | None = None):
     xdist a worker interleaves modules, so another module's live instances would be billed for hours that
     never passed for them.
     """
-    from gpuops.testing import SimHarness
+    from gpuops.testing import leak_checked_simulator
 
-    boot = boot_seconds if boot_seconds is not None else float(os.environ.get("GPUOPS_TEST_BOOT", "0.3"))
-    h = SimHarness(base / "state", base / "work", boot_seconds=boot)
-    h.start()
-    try:
-        yield h
-        h.destroy_all()
-        leaks = h.leaks()
-        assert not leaks["live_instances"], f"tests leaked instances: {leaks['live_instances']}"
-        assert not leaks["processes"], f"node processes left behind: {leaks['processes']}"
-    finally:
-        out = h.stop()
-        assert "error" not in out, out
+    return leak_checked_simulator(base, boot_seconds)

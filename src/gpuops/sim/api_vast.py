@@ -255,7 +255,7 @@ def build_router(engine: Engine, auth) -> APIRouter:
     async def create_instance(ask_id: str, request: Request):
         auth(request)
         if not ask_id.isdigit():
-            raise ApiError(400, f"error 400/3467: Invalid args: 'id' is required and must be a valid offer ID",
+            raise ApiError(400, "error 400/3467: Invalid args: 'id' is required and must be a valid offer ID",
                            code="invalid_args")
         aid = int(ask_id)
         data = await body_json(request)
