@@ -21,7 +21,7 @@ def test_ansible_doc_renders_and_examples_run(sim, runpod_node, tmp_path):
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)["gpu.ops.cloud"]
     assert {"providers", "pending", "strict", "cache", "keyed_groups"} <= set(doc["doc"]["options"])
-    examples = [e for e in re.split(r"\n(?=# )", doc["examples"].strip()) if e.strip()]
+    examples = [e for e in re.split(r"^---$", doc["examples"].strip(), flags=re.M) if e.strip()]
     assert len(examples) >= 3
     env = ansible_env({**sim.env, "HOME": str(tmp_path)})  # the cached example writes under ~/.cache
     for i, text in enumerate(examples):

@@ -112,6 +112,7 @@ EXAMPLES = r"""
 # inventories/sim/sim.cloud.yml -- the simulator (eval "$(gpuops-sim start)" exports the URLs and keys)
 plugin: gpu.ops.cloud
 
+---
 # inventories/runpod/runpod.cloud.yml -- one provider, keys from the environment, grouped by GPU and run
 plugin: gpu.ops.cloud
 providers: [runpod]
@@ -122,6 +123,7 @@ keyed_groups:
     prefix: run
     default_value: none
 
+---
 # only one run's nodes, pending ones visible in group "pending", cached for AWX (5 minutes)
 plugin: gpu.ops.cloud
 run_id: exp-42
