@@ -37,6 +37,19 @@ class CountingProxy:
         with self._lock:
             self.up = self.down = 0
 
+    def settle(self, quiet: float = 0.03, timeout: float = 2.0) -> None:
+        """Return once no byte has crossed for ``quiet`` seconds (the client's last packets, e.g. its channel
+        close, can still be in flight when its command returns), or at ``timeout``."""
+        end = time.monotonic() + timeout
+        last, since = self.total, time.monotonic()
+        while time.monotonic() < end:
+            time.sleep(0.005)  # poll interval
+            now_total = self.total
+            if now_total != last:
+                last, since = now_total, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+
     def _accept(self) -> None:
         while not self._closed:
             try:

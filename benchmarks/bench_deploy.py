@@ -137,7 +137,7 @@ class Wire:
         t0 = time.perf_counter()
         extra = fn()
         secs = time.perf_counter() - t0
-        time.sleep(0.05)  # let the proxy threads count the last packets
+        self.proxy.settle()  # the client's last packets may still be crossing the proxy
         return {"wire_bytes": self.proxy.total, "up": self.proxy.up, "down": self.proxy.down,
                 "seconds": round(secs, 4), **(extra or {})}
 
