@@ -276,11 +276,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 except Exception as e:  # a plugin must not die with a traceback
                     errors[p] = "%s: %s" % (type(e).__name__, e)
         if errors:
-            lines = ["gpu.ops.cloud inventory %s: %s: %s" % (path, p, errors[p]) for p in providers if p in errors]
+            detail = "; ".join("%s: %s" % (p, errors[p]) for p in providers if p in errors)
+            if not results and all("API key" in e and e.startswith("no ") for e in errors.values()):
+                detail += ' (for the local simulator: eval "$(gpuops-sim start)" exports the URLs and keys)'
+            msg = "gpu.ops.cloud inventory %s: %s" % (path, detail)
             if self.get_option("strict") or not results:
-                raise AnsibleParserError("; ".join(lines))
-            for line in lines:
-                display.warning(line + " (listing the other providers' instances only, as strict is false)")
+                raise AnsibleParserError(msg)
+            display.warning(msg + " (listing the other providers' instances only, as strict is false)")
         return {p: results[p] for p in providers if p in results}
 
     # ------------------------------------------------------------------ parse
