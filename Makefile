@@ -19,7 +19,7 @@ COLL := collections/ansible_collections/gpu/ops
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv demo test pytest sanity units lint bench clean sim-start sim-stop
+.PHONY: help sysdeps venv demo test pytest sanity units lint bench clean sim-start sim-stop
 
 help:
 	@echo "make demo    full run on the local GPU-cloud simulator (no account, no cost)"
@@ -46,7 +46,11 @@ $(ATSTAMP): pyproject.toml scripts/find-python
 	@scripts/ansible-test-offline-pip $(ATVENV)/bin/python
 	@touch $(ATSTAMP)
 
-demo: venv
+# system packages first: a fresh machine gets them installed, or one command to run and exit 2 (no traceback)
+sysdeps:
+	@scripts/system-deps
+
+demo: sysdeps venv
 	@$(VPY) -m gpuops.demo
 
 # The README's test command. Runs every suite; fails if any fails.
@@ -55,7 +59,7 @@ test: venv
 	@$(MAKE) --no-print-directory sanity
 	@$(MAKE) --no-print-directory lint
 
-pytest: venv
+pytest: sysdeps venv
 	$(VPY) -m pytest -n $${GPUOPS_TEST_WORKERS:-2} $(PYTEST_ARGS)
 
 sanity: venv $(ATSTAMP)
