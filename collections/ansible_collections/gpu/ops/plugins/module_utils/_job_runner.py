@@ -491,6 +491,9 @@ class Runner(object):
         env["BIFROST_JOB_ID"] = job_id
         env["BIFROST_JOB_DIR"] = self.job_dir
         env["BIFROST_OUTPUTS"] = self.path("outputs")
+        # the names jobs are documented to read (the pipeline's example workload); the env can point elsewhere
+        env.setdefault("GPUOPS_OUTPUTS", env["BIFROST_OUTPUTS"])
+        env.setdefault("GPUOPS_CHECKPOINT_DIR", os.path.join(env["GPUOPS_OUTPUTS"], "checkpoints"))
         if os.path.exists(self.path("kill_requested")):
             return self.finish("killed", EXIT_TERM)
         if spec.get("bootstrap_wait"):

@@ -48,10 +48,17 @@ options:
   state:
     description:
       - V(present) makes sure the nodes exist and are reachable.
-      - V(absent) destroys every node named C(<name_prefix>-<number>) on the searched providers.
+      - V(absent) destroys every node named C(<name_prefix>-<number>) on the searched providers (only those
+        listed in O(names) when it is set).
     type: str
     choices: [present, absent]
     default: present
+  names:
+    description:
+      - With O(state=absent), destroy only the nodes with these names (each must be C(<name_prefix>-<number>)),
+        for example one node that failed its health check.
+    type: list
+    elements: str
   providers:
     description:
       - Providers to use. By default every provider that has an API key configured.
@@ -276,7 +283,8 @@ class GpuInstance:
     def absent(self):
         providers = self.providers()
         rx = re.compile(r"^%s-\d+$" % re.escape(self.p["name_prefix"]))
-        found = self.existing(providers, rx.match)
+        only = set(self.p.get("names") or [])
+        found = self.existing(providers, lambda name: bool(rx.match(name)) and (not only or name in only))
         victims = [pi for lst in found.values() for pi in lst]
         if self.m.module.check_mode or not victims:
             return self.m.exit(changed=bool(victims), instances=[], attempts=[], created=[], missing=[],
@@ -404,6 +412,7 @@ def main():
         min_count=dict(type="int"),
         on_partial=dict(type="str", default="rollback", choices=["rollback", "keep"]),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        names=dict(type="list", elements="str"),
         providers=dict(type="list", elements="str", choices=["runpod", "vast"]),
         cloud_type=dict(type="str", choices=["SECURE", "COMMUNITY"]),
         sort_by=dict(type="str", default="price", choices=["price", "price_per_gpu", "reliability", "vram"]),

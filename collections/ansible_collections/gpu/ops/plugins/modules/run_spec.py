@@ -1,0 +1,232 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, gpu.ops maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: run_spec
+short_description: The run spec of gpu.ops playbooks - check it before anything is rented
+version_added: 0.2.0
+description:
+  - A run is one YAML file of variables (C(ansible-playbook gpu.ops.pipeline -e @run.yml)); this page documents
+    every key. The keys are plain play variables, so they also come from an AWX survey or ansible-runner's
+    extravars; a value set on this task wins over a variable of the same name.
+  - The check runs on the controller and calls no provider API. It fails with every problem found, one per line,
+    before any money is spent - an empty command, fewer than one node, an unknown target, a repository that is not
+    a git repository (or is dirty with O(dirty=fail)), an SSH private key that is missing, unreadable, readable by
+    group or others or not a key, no API key for the providers, a C(secret_env) name that is not set.
+  - A new run gets a C(run_id) (C({name}-{YYYYmmdd-HHMMSS}-{4 hex})), its C(expires_at) (now + O(ttl)) and its job id.
+    A O(run_id) whose record exists continues that run - its saved spec fills the keys not given, so
+    C(ansible-playbook gpu.ops.teardown -e run_id=ID) is enough.
+  - The pipeline's own offer check (an offer at or below O(max_price_per_hour), else the cheapest there is) follows
+    in the playbook, still before anything is rented.
+author:
+  - gpu.ops maintainers (@gpu-ops)
+options:
+  run_id:
+    description: Id of the run (lower-case letters, digits, C(-)); generated when absent. Names the nodes and the record.
+    type: str
+  name:
+    description: Short name used in a generated O(run_id). Defaults to the repository's directory name.
+    type: str
+  repo:
+    description: The local git repository to deploy (its HEAD). Defaults to the controller's working directory.
+    type: path
+  target:
+    description:
+      - V(cloud) rents nodes (RunPod, Vast.ai) and destroys them at the end.
+      - V(homelab) uses the hosts of the inventory group O(homelab_group) as they are; nothing is provisioned or torn
+        down, everything else is the same.
+    type: str
+    default: cloud
+    choices: [cloud, homelab]
+  homelab_group:
+    description: Inventory group of the home-lab nodes (O(target=homelab)).
+    type: str
+    default: gpu_nodes
+  nodes:
+    description: Number of nodes. More than one gets the multi-node env (C(MASTER_ADDR), C(NODE_RANK), C(WORLD_SIZE) ...).
+    type: int
+    default: 1
+  gpu:
+    description: GPU models to accept, in any provider's spelling (C(RTX 4090), C(4090), C(H100)). Required for V(cloud).
+    type: list
+    elements: str
+    default: []
+  gpu_count:
+    description: GPUs per node.
+    type: int
+    default: 1
+  providers:
+    description: Providers to rent from. Default every provider whose API key is set (C(RUNPOD_API_KEY), C(VAST_API_KEY)).
+    type: list
+    elements: str
+    default: []
+  max_price_per_hour:
+    description: Price ceiling per node in USD per hour. The plan names the cheapest offer when nothing is under it.
+    type: float
+  interruptible:
+    description: Rent interruptible (spot, bid) capacity.
+    type: bool
+    default: false
+  image:
+    description: Container image of the nodes.
+    type: str
+    default: pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime
+  images:
+    description: Per-provider image overriding O(image), for example C({runpod: runpod/pytorch:2.4.0, vast: vastai/pytorch}).
+    type: dict
+    default: {}
+  disk_gb:
+    description: Container disk per node in GB.
+    type: int
+    default: 20
+  bootstrap:
+    description:
+      - Command that prepares the job's environment in the workspace (in tmux, with a deadline), for example
+        C(pip install -r requirements.txt).
+      - Empty detects it as M(gpu.ops.job_bootstrap) does (C(uv.lock), C(pyproject.toml), C(requirements.txt)); it is
+        skipped on a rerun when the dependency files did not change.
+    type: str
+    default: ""
+  bootstrap_timeout:
+    description: Seconds the bootstrap may take.
+    type: int
+    default: 600
+  command:
+    description:
+      - The job, run in the workspace in tmux after the bootstrap (required). Its environment has O(env), the values of
+        O(secret_env), C(GPUOPS_OUTPUTS) (results to collect), C(GPUOPS_CHECKPOINT_DIR) (checkpoints) and, with several
+        nodes, the torchrun variables.
+    type: str
+  job_name:
+    description: Name of the job (the job id is C(<job_name>-<run_id>)).
+    type: str
+    default: train
+  job_timeout:
+    description: Seconds the job may run before the run fails and is torn down.
+    type: int
+    default: 86400
+  env:
+    description: Environment variables of the job. Recorded in C(run.json); put secrets in O(secret_env).
+    type: dict
+    default: {}
+  secret_env:
+    description:
+      - Names of controller environment variables whose values the job gets (for example C(HF_TOKEN)). The values are
+        never written anywhere (not in the record, the logs or a command line); a name that is not set fails the check.
+    type: list
+    elements: str
+    default: []
+  outputs:
+    description: Paths in the workspace to collect besides the job directory (which holds C(GPUOPS_OUTPUTS)).
+    type: list
+    elements: str
+    default: []
+  artifacts:
+    description: Models or data sets to stage on the nodes (the manifest of M(gpu.ops.stage_artifacts)).
+    type: list
+    elements: dict
+    default: []
+  dirty:
+    description: What to do with uncommitted changes in O(repo) (see the C(gpu.ops.workspace) role).
+    type: str
+    default: warn
+    choices: [warn, ship, fail, ignore]
+  keep_on_failure:
+    description: Keep the instances of a failed run for debugging (they keep their C(expires_at) for the reaper).
+    type: bool
+    default: false
+  ttl:
+    description: Time to live of the nodes (label C(expires_at)), for example C(6h). The watchdog and the reaper destroy them after it.
+    type: str
+    default: 24h
+  max_cost:
+    description: Budget in USD for the run. Training stops when the run's cost reaches it; results are collected and the
+      run ends C(budget_exceeded).
+    type: float
+  idle_timeout:
+    description: Seconds without a controller heartbeat, while no job runs, after which a node's watchdog destroys it.
+    type: int
+    default: 1800
+  health_replacements:
+    description: How many times unhealthy nodes are destroyed and replaced before the run fails (at most 3).
+    type: int
+    default: 1
+  health_min_score:
+    description: Lowest health score (0-100) a node may have (see the C(gpu.ops.node_health) role).
+    type: int
+    default: 80
+  wait_timeout:
+    description: Seconds a new node may take until SSH login works.
+    type: int
+    default: 600
+  ssh_private_key_file:
+    description: SSH private key for the nodes (its C(.pub) is put on them). Checked before anything is rented.
+    type: path
+    default: ~/.ssh/id_ed25519
+  runs_dir:
+    description: Where run records go, relative to the controller's working directory (on AWX, a mounted volume).
+    type: path
+    default: runs
+  owner:
+    description: Owner label of the nodes. Defaults to E(GPUOPS_OWNER) or the controller user.
+    type: str
+  progress_interval:
+    description: Seconds between two progress lines while waiting.
+    type: int
+    default: 30
+  detach:
+    description: Return once the job runs (the nodes keep running; follow with the attach command, end with gpu.ops.teardown).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Reads only.
+  diff_mode:
+    support: none
+    description: No diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller only.
+seealso:
+  - module: gpu.ops.run_record
+  - module: gpu.ops.gpu_instance
+"""
+
+EXAMPLES = r"""
+# run.yml - ansible-playbook gpu.ops.pipeline -e @run.yml
+# name: charlm
+# gpu: [RTX 4090]
+# max_price_per_hour: 0.70
+# command: python3 train.py --steps 400
+# secret_env: [HF_TOKEN]
+
+- name: Check the run spec from the play's variables
+  gpu.ops.run_spec:
+  register: checked
+
+- name: Check a spec given on the task
+  gpu.ops.run_spec:
+    command: python3 train.py
+    gpu: [RTX 4090]
+    nodes: 2
+"""
+
+RETURN = r"""
+spec:
+  description: The run spec with every default, absolute paths, C(run_id), C(started_at), C(expires_at), C(run_dir)
+    and C(job_id).
+  returned: success
+  type: dict
+problems:
+  description: Every problem found, one line each.
+  returned: failure
+  type: list
+  elements: str
+"""

@@ -1,0 +1,580 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpu.ops contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run spec and the run record, on the controller. PRIVATE to the collection, may change.
+
+A run is described by one YAML file of flat variables (the run spec, documented in
+``plugins/modules/run_spec.py``) and leaves ``<runs_dir>/<run_id>/`` behind: ``run.json`` (status, inputs
+without secret values, instances, step timings), ``cost.json``, ``provenance.json``, ``metrics.jsonl``,
+``loss.png`` and one directory per host. Several processes write the record (the playbook, the guardian
+that tears a dead run down), so every write is a locked read-modify-write followed by an atomic rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import getpass
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+
+from ansible_collections.gpu.ops.plugins.module_utils.provider import parse_ttl, utc_iso
+
+# every key of the run spec with its type and default; the module doc (plugins/modules/run_spec.py) says what
+# each one means
+SPEC = {
+    "run_id": {"type": "str"},
+    "name": {"type": "str"},
+    "repo": {"type": "path"},
+    "target": {"type": "str", "default": "cloud", "choices": ["cloud", "homelab"]},
+    "homelab_group": {"type": "str", "default": "gpu_nodes"},
+    "nodes": {"type": "int", "default": 1},
+    "gpu": {"type": "list", "elements": "str", "default": []},
+    "gpu_count": {"type": "int", "default": 1},
+    "providers": {"type": "list", "elements": "str", "default": []},
+    "max_price_per_hour": {"type": "float"},
+    "interruptible": {"type": "bool", "default": False},
+    "image": {"type": "str", "default": "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime"},
+    "images": {"type": "dict", "default": {}},
+    "disk_gb": {"type": "int", "default": 20},
+    "bootstrap": {"type": "str", "default": ""},
+    "bootstrap_timeout": {"type": "int", "default": 600},
+    "command": {"type": "str"},
+    "job_name": {"type": "str", "default": "train"},
+    "job_timeout": {"type": "int", "default": 86400},
+    "env": {"type": "dict", "default": {}},
+    "secret_env": {"type": "list", "elements": "str", "default": []},
+    "outputs": {"type": "list", "elements": "str", "default": []},
+    "artifacts": {"type": "list", "elements": "dict", "default": []},
+    "dirty": {"type": "str", "default": "warn", "choices": ["warn", "ship", "fail", "ignore"]},
+    "keep_on_failure": {"type": "bool", "default": False},
+    "ttl": {"type": "str", "default": "24h"},
+    "max_cost": {"type": "float"},
+    "idle_timeout": {"type": "int", "default": 1800},
+    "health_replacements": {"type": "int", "default": 1},
+    "health_min_score": {"type": "int", "default": 80},
+    "wait_timeout": {"type": "int", "default": 600},
+    "ssh_private_key_file": {"type": "path", "default": "~/.ssh/id_ed25519"},
+    "runs_dir": {"type": "path", "default": "runs"},
+    "owner": {"type": "str"},
+    "progress_interval": {"type": "int", "default": 30},
+    "detach": {"type": "bool", "default": False},
+}
+# what a run's spec.json keeps that is not an input: a step run later works on the same run
+DERIVED = ("started_at", "expires_at", "run_dir", "job_id")
+# health rounds are imported plays (plays cannot loop), so replacements have a ceiling
+MAX_HEALTH_REPLACEMENTS = 3
+FINAL_STATUSES = ("succeeded", "failed", "budget_exceeded", "preempted", "cancelled")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+PROVIDER_KEY_ENV = {"runpod": "RUNPOD_API_KEY", "vast": "VAST_API_KEY"}
+
+
+class SpecError(Exception):
+    """The run spec cannot run; ``problems`` lists every reason, each one line."""
+
+    def __init__(self, problems):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+STEP_ORDER = ("provision", "deploy", "artifacts", "bootstrap", "health", "train", "collect", "teardown")
+
+
+def iso_ms(ts):
+    """ISO 8601 UTC with milliseconds: cost is price x seconds, and runs can be short."""
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def now_utc():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def new_run_id(name, when=None):
+    """``{name}-{YYYYmmdd-HHMMSS}-{4 hex}``; the name is reduced to what every provider accepts in a name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(name or "run").lower()).strip("-")[:20].strip("-") or "run"
+    stamp = (when or now_utc()).strftime("%Y%m%d-%H%M%S")
+    return "%s-%s-%s" % (slug, stamp, secrets.token_hex(2))
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", repo] + list(args), capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def check_repo(repo, dirty):
+    """(problems, facts) for the repository the run deploys."""
+    if not os.path.isdir(repo):
+        return ["repo %s does not exist" % repo], {}
+    top = git(repo, "rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        return ["repo %s is not a git repository (git init, commit your code, then run again)" % repo], {}
+    head = git(repo, "rev-parse", "--verify", "HEAD")
+    if head.returncode != 0:
+        return ["repo %s has no commit yet: commit your code first" % repo], {}
+    changes = [ln for ln in git(repo, "status", "--porcelain").stdout.splitlines() if ln.strip()]
+    if changes and dirty == "fail":
+        return ["repo %s has %d uncommitted change(s) (%s) and dirty is 'fail': commit them, or set dirty: ship "
+                "to deploy them, or warn to deploy HEAD only" % (repo, len(changes), ", ".join(
+                    c[3:] for c in changes[:5]))], {}
+    return [], {"commit": head.stdout.strip(), "dirty_files": len(changes)}
+
+
+def check_key(path):
+    from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
+    from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError
+
+    try:
+        sshu.check_private_key(path)
+    except ConfigError as exc:
+        return [exc.message if hasattr(exc, "message") else str(exc)]
+    return []
+
+
+def _check_numbers(s):
+    problems = []
+    for key, low in (("nodes", 1), ("gpu_count", 1), ("disk_gb", 1), ("bootstrap_timeout", 1), ("job_timeout", 1),
+                     ("idle_timeout", 60), ("wait_timeout", 1), ("progress_interval", 1)):
+        if s[key] < low:
+            problems.append("%s must be at least %d (got %s)" % (key, low, s[key]))
+    if not 0 <= s["health_replacements"] <= MAX_HEALTH_REPLACEMENTS:
+        problems.append("health_replacements must be between 0 and %d (got %s)" % (
+            MAX_HEALTH_REPLACEMENTS, s["health_replacements"]))
+    if not 0 <= s["health_min_score"] <= 100:
+        problems.append("health_min_score must be between 0 and 100")
+    for key in ("max_price_per_hour", "max_cost"):
+        if s[key] is not None and s[key] <= 0:
+            problems.append("%s must be greater than 0 (got %s)" % (key, s[key]))
+    try:
+        parse_ttl(s["ttl"])
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def _check_env(s, environ):
+    problems = []
+    for key in list(s["env"]) + list(s["secret_env"]):
+        if not ENV_NAME_RE.match(str(key)):
+            problems.append("environment variable name %r is not valid (letters, digits, _)" % key)
+    both = sorted(set(s["env"]) & set(s["secret_env"]))
+    if both:
+        problems.append("%s is in both env and secret_env" % ", ".join(both))
+    unset = [n for n in s["secret_env"] if ENV_NAME_RE.match(str(n)) and n not in environ]
+    if unset:
+        problems.append("secret_env names %s, which %s not set in the controller's environment (export %s first)" % (
+            ", ".join(unset), "is" if len(unset) == 1 else "are", unset[0]))
+    return problems
+
+
+def _check_cloud(s, environ):
+    problems = []
+    if not s["gpu"]:
+        problems.append("gpu is required for target cloud (for example gpu: [RTX 4090])")
+    unknown = [p for p in s["providers"] if p not in PROVIDER_KEY_ENV]
+    if unknown:
+        problems.append("unknown provider(s) %s; known: %s" % (", ".join(unknown), ", ".join(PROVIDER_KEY_ENV)))
+    wanted = [p for p in s["providers"] if p in PROVIDER_KEY_ENV] or list(PROVIDER_KEY_ENV)
+    keyed = [p for p in wanted if environ.get(PROVIDER_KEY_ENV[p])]
+    if not keyed:
+        problems.append("no API key for %s: set %s in the environment (for the local simulator: "
+                        "eval \"$(gpuops-sim start)\")" % (" or ".join(wanted), " or ".join(
+                            PROVIDER_KEY_ENV[p] for p in wanted)))
+    elif s["providers"] and len(keyed) < len(wanted):
+        missing = [p for p in wanted if p not in keyed]
+        problems.append("providers lists %s but %s is not set" % (
+            ", ".join(missing), ", ".join(PROVIDER_KEY_ENV[p] for p in missing)))
+    s["providers"] = keyed
+    problems += check_key(s["ssh_private_key_file"])
+    return problems
+
+
+def saved_spec(raw, cwd):
+    """The spec.json of an existing run named by ``run_id`` (None for a new run)."""
+    if not raw.get("run_id"):
+        return None
+    runs_dir = os.path.abspath(os.path.join(cwd, os.path.expanduser(raw.get("runs_dir") or SPEC["runs_dir"]["default"])))
+    return read_json(os.path.join(runs_dir, str(raw["run_id"]), "spec.json"))
+
+
+def normalize(raw, cwd, environ, when=None):
+    """The run spec with defaults, absolute paths, a run id and its expiry; raises :class:`SpecError`.
+
+    A ``run_id`` whose record exists continues that run: its saved spec fills what is not given, and its start,
+    expiry and job id stay (a step playbook, the guardian's teardown, ``gpuops down``)."""
+    saved = saved_spec(raw, cwd)
+    if saved:
+        raw = dict({k: v for k, v in saved.items() if k in SPEC}, **{k: v for k, v in raw.items() if v is not None})
+    s = {}
+    for key, opt in SPEC.items():
+        value = raw.get(key)
+        s[key] = opt.get("default") if value is None or value == "" else value
+    s["repo"] = os.path.abspath(os.path.expanduser(s["repo"] or cwd))
+    s["runs_dir"] = os.path.abspath(os.path.join(cwd, os.path.expanduser(s["runs_dir"])))
+    s["ssh_private_key_file"] = os.path.abspath(os.path.expanduser(s["ssh_private_key_file"]))
+    s["owner"] = s["owner"] or environ.get("GPUOPS_OWNER") or _whoami()
+    s["name"] = s["name"] or os.path.basename(s["repo"]) or "run"
+    problems = []
+    if not (s["command"] or "").strip():
+        problems.append("command is empty: say what the job runs (for example command: python train.py)")
+    if s["run_id"] and not RUN_ID_RE.match(s["run_id"]):
+        problems.append("run_id %r may contain only lower-case letters, digits and -, at most 41 characters"
+                        % s["run_id"])
+    s["run_id"] = s["run_id"] or new_run_id(s["name"], when)
+    problems += _check_numbers(s)
+    if saved:  # the run exists: its code was deployed already, and secrets are only needed to start a job
+        s["repo_facts"] = {}
+        problems += [p for p in _check_cloud(s, environ) if s["target"] == "cloud"]
+    else:
+        problems += _check_env(s, environ)
+        repo_problems, s["repo_facts"] = check_repo(s["repo"], s["dirty"])
+        problems += repo_problems
+        if s["target"] == "cloud":
+            problems += _check_cloud(s, environ)
+    if problems:
+        raise SpecError(problems)
+    if saved:
+        s.update({k: saved[k] for k in DERIVED if saved.get(k)})
+        s["existing"] = True
+        return s
+    started = when or now_utc()
+    s["started_at"] = started.strftime("%Y-%m-%dT%H:%M:%SZ")
+    s["expires_at"] = utc_iso(started.timestamp() + parse_ttl(s["ttl"]))
+    s["run_dir"] = os.path.join(s["runs_dir"], s["run_id"])
+    # one job id for the run: bootstrap and job share it, so `gpuops logs` and collect find both
+    s["job_id"] = "%s-%s" % (re.sub(r"[^a-z0-9-]", "", s["job_name"].lower()) or "train", s["run_id"])
+    return s
+
+
+def _whoami():
+    try:
+        return re.sub(r"[^A-Za-z0-9._-]", "-", getpass.getuser()) or "unknown"
+    except (KeyError, OSError):
+        return "uid-%d" % os.getuid()
+
+
+def public_spec(spec):
+    """The spec as recorded: secret_env keeps its names only (values never leave the environment)."""
+    return {k: v for k, v in spec.items() if k not in ("repo_facts", "existing")}
+
+
+# ---------------------------------------------------------------------------- the record
+@contextlib.contextmanager
+def _locked(run_dir):
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_json(path, data):
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path, default=None):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return default
+
+
+def update_record(run_dir, changes, instances=None, steps=None):
+    """Merge into run.json under the lock: top-level keys replaced, instances merged by (provider, id),
+    steps added up (a step that runs in several rounds, such as health, counts every round)."""
+    with _locked(run_dir):
+        path = os.path.join(run_dir, "run.json")
+        rec = read_json(path, {}) or {}
+        rec.update(changes or {})
+        if instances:
+            known = {(i.get("provider"), str(i.get("id"))): i for i in rec.get("instances", [])}
+            for inst in instances:
+                key = (inst.get("provider"), str(inst.get("id")))
+                known[key] = dict(known.get(key, {}), **inst)
+            rec["instances"] = list(known.values())
+        if steps:
+            merged = dict(rec.get("steps") or {})
+            for name, secs in steps.items():
+                merged[name] = round(merged.get(name, 0) + float(secs), 2)
+            rec["steps"] = merged
+        write_json(path, rec)
+        return rec
+
+
+def step_times(marks):
+    """{step: seconds} from per-node marks ``{"start": t0, "deploy": t1, "bootstrap": t2, ...}`` (in order):
+    each step lasts from the previous mark to its own; across nodes the slowest counts (they run together)."""
+    out = {}
+    for m in marks:
+        prev = None
+        for step, t in m.items():
+            t = float(t)
+            if prev is not None:
+                out[step] = round(max(out.get(step, 0.0), t - prev), 2)
+            prev = t
+    return out
+
+
+def instance_entry(inst, now=None):
+    """What run.json keeps of an instance the provider modules returned."""
+    conn = inst.get("connection") or {}
+    return {
+        "provider": inst.get("provider"), "id": str(inst.get("id")), "name": inst.get("name"),
+        "gpu_model": inst.get("gpu_model"), "gpu_count": inst.get("gpu_count"),
+        "price_per_hour": inst.get("price_per_hour"), "interruptible": inst.get("interruptible"),
+        "ssh_host": inst.get("ssh_host"), "ssh_port": inst.get("ssh_port"), "ssh_user": inst.get("ssh_user"),
+        "ssh_private_key_file": conn.get("ansible_ssh_private_key_file"),
+        "ssh_common_args": conn.get("ansible_ssh_common_args"),
+        "created_at": inst.get("created_at") or iso_ms(now or time.time()),
+        "recorded_at": iso_ms(now or time.time()),
+    }
+
+
+# ---------------------------------------------------------------------------- cost
+def _epoch(value):
+    from ansible_collections.gpu.ops.plugins.module_utils.provider import parse_iso
+
+    if isinstance(value, (int, float)):
+        return float(value)
+    return parse_iso(value)
+
+
+def estimate_cost(instances, now=None):
+    """price per hour x billed seconds per instance: from creation to destruction (or now, still running)."""
+    now = now or time.time()
+    rows = []
+    for inst in instances:
+        start = _epoch(inst.get("created_at"))
+        end = _epoch(inst.get("destroyed_at")) or now
+        seconds = max(0.0, end - start) if start else 0.0
+        price = float(inst.get("price_per_hour") or 0)
+        rows.append({"provider": inst.get("provider"), "id": inst.get("id"), "name": inst.get("name"),
+                     "price_per_hour": price, "billed_seconds": round(seconds, 1),
+                     "estimated_usd": round(price * seconds / 3600.0, 6),
+                     "running": not inst.get("destroyed_at")})
+    return rows
+
+
+def cost_document(instances, billed=None, now=None):
+    """cost.json: per instance the estimate and, when the provider has billed it, the billed amount."""
+    billed = billed or {}
+    rows = estimate_cost(instances, now)
+    for row in rows:
+        b = billed.get((row["provider"], str(row["id"])))
+        row["billed_usd"] = b.get("billed_usd") if b else None
+        row["billed_available"] = bool(b and b.get("billed_usd") is not None)
+        if not row["billed_available"]:
+            row["billed_note"] = (b or {}).get("reason") or "the provider's bill is not available yet"
+    est = round(sum(r["estimated_usd"] for r in rows), 6)
+    total = {"estimated_usd": est, "price_per_hour": round(sum(r["price_per_hour"] for r in rows if r["running"]), 4)}
+    if rows and all(r["billed_available"] for r in rows):
+        total["billed_usd"] = round(sum(r["billed_usd"] for r in rows), 6)
+    return {"currency": "USD", "instances": rows, "total": total}
+
+
+def budget_seconds_left(instances, max_cost, now=None):
+    """Seconds until the running instances spend ``max_cost`` at their prices (None without a budget)."""
+    if not max_cost:
+        return None
+    rows = estimate_cost(instances, now)
+    spent = sum(r["estimated_usd"] for r in rows)
+    rate = sum(r["price_per_hour"] for r in rows if r["running"]) / 3600.0
+    if rate <= 0:
+        return None
+    return max(0, int((max_cost - spent) / rate))
+
+
+# ---------------------------------------------------------------------------- metrics and the plot
+def merge_metrics(run_dir, hosts):
+    """metrics.jsonl of every host's outputs, one line per record with its host, in step order per host."""
+    out = []
+    for host in hosts:
+        for path in _metric_files(os.path.join(run_dir, host)):
+            with open(path) as fh:
+                for line in fh:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut by a killed job
+                    if isinstance(rec, dict):
+                        rec.setdefault("host", host)
+                        out.append(rec)
+    with open(os.path.join(run_dir, "metrics.jsonl"), "w") as fh:
+        for rec in out:
+            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    return out
+
+
+def _metric_files(host_dir):
+    found = []
+    for root, _dirs, files in os.walk(host_dir):
+        if "metrics.jsonl" in files:
+            found.append(os.path.join(root, "metrics.jsonl"))
+    return sorted(found)
+
+
+def plot_loss(run_dir, metrics):
+    """loss.png from the merged metrics (one line per host); (path, None) or (None, why not)."""
+    series = {}
+    for rec in metrics:
+        if isinstance(rec.get("step"), (int, float)) and isinstance(rec.get("loss"), (int, float)):
+            series.setdefault(rec.get("host", "?"), []).append((rec["step"], rec["loss"]))
+    if not series:
+        return None, "no metrics with step and loss"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None, "matplotlib is not installed on the controller (pip install matplotlib)"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for host, points in sorted(series.items()):
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=host)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(os.path.basename(run_dir))
+    ax.legend()
+    path = os.path.join(run_dir, "loss.png")
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path, None
+
+
+def loss_trend(metrics):
+    """(first, last) loss of the first host that logged one, for the summary."""
+    by_host = {}
+    for rec in metrics:
+        if isinstance(rec.get("loss"), (int, float)):
+            by_host.setdefault(rec.get("host"), []).append((rec.get("step", 0), rec["loss"]))
+    for _host, pts in sorted(by_host.items(), key=lambda kv: str(kv[0])):
+        pts.sort()
+        return pts[0][1], pts[-1][1]
+    return None
+
+
+# ---------------------------------------------------------------------------- summary
+def fmt_secs(seconds):
+    seconds = int(round(seconds or 0))
+    return "%dm%02ds" % (seconds // 60, seconds % 60) if seconds >= 60 else "%ds" % seconds
+
+
+def summary_lines(rec, cost, trend=None, plot=None):
+    lines = ["gpu.ops run %s: %s%s" % (rec.get("run_id"), rec.get("status"), (
+        " (exit code %s)" % rec["exit_code"]) if rec.get("exit_code") not in (None, 0) else "")]
+    if rec.get("message"):
+        lines.append("  why: %s" % rec["message"])
+    for inst in rec.get("instances", []):
+        lines.append("  node %s: %s %s %s x%s at $%.3f/h%s" % (
+            inst.get("name"), inst.get("provider"), inst.get("id"), inst.get("gpu_model"), inst.get("gpu_count"),
+            float(inst.get("price_per_hour") or 0), " (destroyed)" if inst.get("destroyed_at") else " (RUNNING)"))
+    for host in rec.get("homelab_hosts", []):
+        lines.append("  node %s: home lab" % host)
+    steps = rec.get("steps") or {}
+    if steps:
+        order = sorted(steps, key=lambda k: (STEP_ORDER.index(k) if k in STEP_ORDER else len(STEP_ORDER), k))
+        lines.append("  steps: " + ", ".join("%s %s" % (k, fmt_secs(steps[k])) for k in order))
+    total = (cost or {}).get("total") or {}
+    if cost and cost.get("instances"):
+        billed = (" (billed $%.4f)" % total["billed_usd"]) if "billed_usd" in total else " (provider bill pending)"
+        budget = rec.get("max_cost")
+        lines.append("  cost: $%.4f estimated%s%s" % (total.get("estimated_usd", 0), billed,
+                                                       (" of $%.2f budget" % budget) if budget else ""))
+    if trend:
+        lines.append("  loss: %.4f -> %.4f" % trend)
+    lines.append("  results: %s" % rec.get("run_dir"))
+    if plot:
+        lines.append("  plot: %s" % plot)
+    for cmd in rec.get("attach", []):
+        lines.append("  attach: %s" % cmd)
+    return lines
+
+
+# ---------------------------------------------------------------------------- how a run ended
+def outcome(spec, failure=None, jobs=(), collected=(), status=None, message=None):
+    """(status, exit code, message) of a run from what its plays learned, and whether its instances are kept."""
+    attach = [j.get("attach") for j in jobs if j.get("attach")]
+    exit_code = next((j.get("exit_code") for j in jobs if j.get("exit_code") not in (None, "", 0, "0")), None)
+    if status:
+        pass  # given by the caller: the guardian (cancelled) or a user tearing down by hand
+    elif failure:
+        status, message = "failed", "%s: %s" % (failure.get("step", "?"), failure.get("msg", "?"))
+    elif spec.get("detach") and jobs:
+        status, message = "running", "detached: the job runs on; follow it with the attach command"
+    elif any(j.get("budget_exceeded") in (True, "True", "true") for j in jobs):
+        status = "budget_exceeded"
+        message = next(j.get("msg") for j in jobs if j.get("budget_exceeded") in (True, "True", "true"))
+    elif jobs and all(j.get("status") == "succeeded" for j in jobs):
+        status = "succeeded"
+    elif jobs:
+        bad = next(j for j in jobs if j.get("status") != "succeeded")
+        status, message = "failed", "job %s: %s" % (bad.get("status"), bad.get("msg"))
+    else:
+        status, message = _status_from_collected(collected)
+    keep = bool(spec.get("keep_on_failure")) and status not in ("succeeded", "running")
+    keep_reason = "keep_on_failure: the run's instances are kept for debugging" if keep else None
+    if status == "running":
+        keep, keep_reason = True, "the run is detached: its instances keep running"
+    return {"status": status, "exit_code": _int_or_none(exit_code), "message": message or "", "keep": keep,
+            "keep_reason": keep_reason, "attach": attach if status == "running" else []}
+
+
+def _status_from_collected(collected):
+    """A run torn down by hand: what the collected job files say."""
+    states = [(c.get("job") or {}).get("status") for c in collected if c.get("job")]
+    if states and all(s == "succeeded" for s in states):
+        return "succeeded", ""
+    if any(s in ("failed", "bootstrap_failed", "bootstrap_timeout", "lost") for s in states):
+        return "failed", "job %s" % next(s for s in states if s != "succeeded")
+    return "cancelled", "torn down before the job finished"
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def provenance(workspace, spec, instances):
+    """provenance.json: what was deployed (the workspace role's record) and on what."""
+    import ansible.release
+
+    out = dict(workspace or {})
+    out.update({"run_id": spec["run_id"], "image": spec.get("image"),
+                "gpu_models": sorted(set(i.get("gpu_model") for i in instances if i.get("gpu_model"))),
+                "ansible_version": ansible.release.__version__, "collection_version": collection_version()})
+    return out
+
+
+def collection_version():
+    """From MANIFEST.json (an installed collection) or galaxy.yml (a checkout)."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
+    manifest = read_json(os.path.join(root, "MANIFEST.json"))
+    if manifest:
+        return (manifest.get("collection_info") or {}).get("version")
+    try:
+        with open(os.path.join(root, "galaxy.yml")) as fh:
+            for line in fh:
+                if line.startswith("version:"):
+                    return line.split(":", 1)[1].strip().strip("'\"")
+    except OSError:
+        pass
+    return None
