@@ -164,10 +164,18 @@ options:
     description: Seconds a new node may take until SSH login works.
     type: int
     default: 600
+  max_attempts:
+    description: Most create calls the run makes for its nodes, failed ones included (each failed one is destroyed).
+    type: int
+    default: 10
   ssh_private_key_file:
     description: SSH private key for the nodes (its C(.pub) is put on them). Checked before anything is rented.
     type: path
     default: ~/.ssh/id_ed25519
+  ssh_public_key_file:
+    description: The public key to put on the nodes, when it is not O(ssh_private_key_file) plus C(.pub) (on AWX the
+      key file has no C(.pub) beside it; the gpu.ops node SSH credential type sets both).
+    type: path
   runs_dir:
     description: Where run records go, relative to the controller's working directory (on AWX, a mounted volume).
     type: path

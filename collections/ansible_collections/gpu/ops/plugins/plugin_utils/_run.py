@@ -60,7 +60,9 @@ SPEC = {
     "health_replacements": {"type": "int", "default": 1},
     "health_min_score": {"type": "int", "default": 80},
     "wait_timeout": {"type": "int", "default": 600},
+    "max_attempts": {"type": "int", "default": 10},
     "ssh_private_key_file": {"type": "path", "default": "~/.ssh/id_ed25519"},
+    "ssh_public_key_file": {"type": "path"},
     "runs_dir": {"type": "path", "default": "runs"},
     "owner": {"type": "str"},
     "progress_interval": {"type": "int", "default": 30},
@@ -140,7 +142,7 @@ def check_key(path):
 def _check_numbers(s):
     problems = []
     for key, low in (("nodes", 1), ("gpu_count", 1), ("disk_gb", 1), ("bootstrap_timeout", 1), ("job_timeout", 1),
-                     ("idle_timeout", 60), ("wait_timeout", 1), ("progress_interval", 1)):
+                     ("idle_timeout", 60), ("wait_timeout", 1), ("progress_interval", 1), ("max_attempts", 1)):
         if s[key] < low:
             problems.append("%s must be at least %d (got %s)" % (key, low, s[key]))
     if not 0 <= s["health_replacements"] <= MAX_HEALTH_REPLACEMENTS:
