@@ -47,8 +47,9 @@ def _cache_lock(name: str):
 
 
 def _pip(args: list[str], python: str = sys.executable, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([python, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    # short network timeouts: an unreachable registry should skip these tests in seconds, not stall them
+    return subprocess.run([python, "-m", "pip", "--disable-pip-version-check", "--timeout", "30", "--retries", "2",
+                           *args], capture_output=True, text=True, timeout=timeout)
 
 
 def _skip_unreachable(what: str, proc: subprocess.CompletedProcess):

@@ -80,6 +80,9 @@ def test_roles_and_inventory_plugin_resolve_from_the_installed_copy(installed_co
 
 
 def test_pipeline_playbook_from_the_installed_copy(installed_copy):
+    """`ansible-playbook gpu.ops.pipeline` resolves from the tarball alone. To run it for real on the simulator,
+    pass the simulator's env and an inventory file written into installed_copy.workdir, e.g.
+    installed_copy.run_playbook("pipeline", "-i", str(inv), "-e", "@run.yml", env=sim.env)."""
     if not (COLL / "playbooks" / "pipeline.yml").is_file():
         pytest.skip("pipeline playbook not in this tree")
     res = installed_copy.run_playbook("pipeline", "-i", "localhost,", "--syntax-check")
