@@ -252,3 +252,42 @@ AWX_INVENTORY_UPDATE_ENV = {
     "ANSIBLE_VERBOSE_TO_STDERR": "True",
     "ANSIBLE_HOST_PATTERN_MISMATCH": "error",
 }
+
+
+def awx_survey_value_errors(element: dict, value) -> list[str]:
+    """awx/main/models/mixins.py SurveyJobTemplateMixin._survey_element_validation for one answer."""
+    qtype, var = element["type"], element["variable"]
+    lo, hi = element.get("min"), element.get("max")
+    if qtype in ("text", "textarea", "password"):
+        if not isinstance(value, str):
+            return [f"{var}: {value!r} is not a string"]
+        if lo not in ("", None) and len(value) < int(lo) or hi not in ("", None) and len(value) > int(hi):
+            return [f"{var}: length {len(value)} outside {lo}..{hi}"]
+    elif qtype in ("integer", "float"):
+        if type(value) not in ((int,) if qtype == "integer" else (float, int)):
+            return [f"{var}: {value!r} is not {qtype}"]
+        if lo not in ("", None) and value < lo or hi not in ("", None) and value > hi:
+            return [f"{var}: {value} outside {lo}..{hi}"]
+    elif qtype in ("multiplechoice", "multiselect"):
+        choices = element["choices"]
+        choices = [c for c in choices.splitlines() if c.strip()] if isinstance(choices, str) else choices
+        if qtype == "multiselect":
+            if type(value) is not list:
+                return [f"{var}: value is expected to be a list"]
+            return [f"{var}: {v!r} not in {choices}" for v in value if v not in choices]
+        if value not in choices:
+            return [f"{var}: {value!r} not in {choices}"]
+    return []
+
+
+def awx_launch_extra_vars(survey: dict, answers: dict, template_extra_vars: dict | None = None) -> dict:
+    """The extra vars of a job launched with `answers`, as SurveyJobTemplateMixin._update_unified_job_kwargs
+    builds them: the template's extra vars, then each survey default that passes launch-time validation (the
+    others are dropped silently), then the answers."""
+    out = dict(template_extra_vars or {})
+    for element in survey["spec"]:
+        default = element.get("default")
+        if default is not None and not awx_survey_value_errors(element, default):
+            out[element["variable"]] = default
+    out.update(answers)
+    return out
