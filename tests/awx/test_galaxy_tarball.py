@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import tarfile
 
 import pytest
 import yaml
+from awxtools import BIN, COLL, collection_version, isolated_env
 
-from awxtools import COLL, collection_version
+from gpuops.testing import REPO
 
 
 def _members(tarball) -> list[str]:
@@ -87,3 +89,25 @@ def test_pipeline_playbook_from_the_installed_copy(installed_copy):
         pytest.skip("pipeline playbook not in this tree")
     res = installed_copy.run_playbook("pipeline", "-i", "localhost,", "--syntax-check")
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_requirements_git_source_installs(tmp_path):
+    """collections/requirements.yml's git source, pointed at this checkout instead of GitHub (same subdirectory
+    syntax, version = the committed HEAD): ansible-galaxy clones it, finds the collection in its subdirectory and
+    builds it with build_ignore, as AWX's project sync does."""
+    req = yaml.safe_load((REPO / "collections" / "requirements.yml").read_text())
+    (entry,) = [c for c in req["collections"] if "gpu/ops" in c["name"]]
+    assert entry["type"] == "git" and entry["name"].endswith("#/collections/ansible_collections/gpu/ops")
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    local = {**entry, "name": "git+file://" + str(REPO) + "#" + entry["name"].split("#", 1)[1],
+             "version": head.stdout.strip()}
+    (tmp_path / "requirements.yml").write_text(yaml.safe_dump({"collections": [local]}))
+    dest = tmp_path / "collections"
+    res = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "-r", "requirements.yml", "-p",
+                          str(dest)], capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                         env=isolated_env(dest, tmp_path))
+    assert res.returncode == 0, res.stdout + res.stderr
+    installed = dest / "ansible_collections" / "gpu" / "ops"
+    assert (installed / "MANIFEST.json").is_file() and not (installed / "tests").exists()
