@@ -111,3 +111,28 @@ def test_requirements_git_source_installs(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     installed = dest / "ansible_collections" / "gpu" / "ops"
     assert (installed / "MANIFEST.json").is_file() and not (installed / "tests").exists()
+
+
+@pytest.mark.slow
+def test_pipeline_runs_one_node_from_the_installed_copy(installed_copy, sim, tmp_path):
+    """What a Galaxy user has is all it takes: the tarball's pipeline rents a node on the simulator, trains the
+    example, collects, tears down; the record names the installed collection's version."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "pipeline"))
+    from pipetools import make_example_repo
+
+    repo = make_example_repo(tmp_path / "charlm")
+    spec = {"repo": str(repo), "gpu": ["RTX 4090"], "max_price_per_hour": 2.0, "bootstrap": "true",
+            "command": "python3 train.py --steps 50", "ssh_private_key_file": str(sim.key),
+            "runs_dir": str(tmp_path / "runs"), "run_id": "galaxy-" + tmp_path.name[-6:].lower().replace("_", "-")}
+    (installed_copy.workdir / "run.yml").write_text(yaml.safe_dump(spec))
+    res = installed_copy.run_playbook("pipeline", "-e", "@run.yml", env=sim.env)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    run_dir = tmp_path / "runs" / spec["run_id"]
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["status"] == "succeeded" and rec["torn_down"]
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["collection_version"] == collection_version()
+    assert not [r for r in sim.client.ledger()["instances"]
+                if r["name"].startswith(spec["run_id"] + "-") and r["state"] != "terminated"]
