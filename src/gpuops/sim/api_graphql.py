@@ -1,4 +1,7 @@
-"""RunPod GraphQL (``POST /graphql``): the part interruptible (spot) pods still need.
+"""RunPod GraphQL (``POST /graphql``): spot pods, and every pod call of the ``runpod`` SDK (1.12 does
+all of them over GraphQL: ``podFindAndDeployOnDemand``, ``myself { pods }``, ``pod``, ``gpuTypes``, stop,
+resume, terminate, account keys). Pods are the engine's instances, so a pod made here is visible on
+REST v2 and the other way round.
 
 A real GraphQL executor (graphql-core) over a schema written from the shapes in the SDK and docs:
 schema errors (unknown field or input field, bad literal) are HTTP 400 with ``errors``; business
@@ -7,6 +10,7 @@ errors are HTTP 200 with ``data.<field>: null`` and ``errors[0].message``, as Ru
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from fastapi import APIRouter, Request
@@ -45,6 +49,13 @@ input PodRentInterruptableInput {
   minUpload: Int, cudaVersion: String, volumeKey: String
 }
 
+input DeployCpuPodInput {
+  name: String, imageName: String, cloudType: CloudTypeEnum, startSsh: Boolean, instanceId: String,
+  templateId: String, dataCenterId: String, dockerArgs: String, countryCode: String, containerDiskInGb: Int,
+  ports: String, volumeMountPath: String, env: [EnvironmentVariableInput], networkVolumeId: String,
+  minDownload: Int, minUpload: Int, volumeInGb: Int
+}
+
 input PodFilter { podId: String! }
 input PodStopInput { podId: String!, incrementVersion: Boolean }
 input PodResumeInput { podId: String!, gpuCount: Int, allowedCudaVersions: [String] }
@@ -74,7 +85,9 @@ type Pod {
   podType: String, gpuCount: Int, vcpuCount: Int, memoryInGb: Int, containerDiskInGb: Int,
   volumeInGb: Int, volumeMountPath: String, imageName: String, dockerArgs: String, env: [String],
   ports: String, lastStatusChange: String, machineId: String, uptimeSeconds: Int,
-  runtime: PodRuntime, machine: PodMachine, bidPerGpu: Float, interruptible: Boolean
+  runtime: PodRuntime, machine: PodMachine, bidPerGpu: Float, interruptible: Boolean,
+  dockerId: String, port: Int, consumerUserId: String, templateId: String, locked: Boolean,
+  volumeEncrypted: Boolean, networkVolumeId: String, containerRegistryAuthId: String
 }
 type LowestPrice {
   minimumBidPrice: Float, uninterruptablePrice: Float, stockStatus: String,
@@ -83,7 +96,9 @@ type LowestPrice {
 type GpuTypeFull {
   id: String, displayName: String, memoryInGb: Int, manufacturer: String, maxGpuCount: Int,
   secureCloud: Boolean, communityCloud: Boolean, securePrice: Float, communityPrice: Float,
-  secureSpotPrice: Float, communitySpotPrice: Float, lowestPrice(input: GpuLowestPriceInput): LowestPrice
+  secureSpotPrice: Float, communitySpotPrice: Float, lowestPrice(input: GpuLowestPriceInput): LowestPrice,
+  cudaCores: Int, oneWeekPrice: Float, oneMonthPrice: Float, threeMonthPrice: Float, sixMonthPrice: Float,
+  maxGpuCountSecureCloud: Int, maxGpuCountCommunityCloud: Int, minPodGpuCount: Int
 }
 type NetworkVolume { id: String, name: String, size: Int, dataCenterId: String }
 type User { id: String, pubKey: String, pods: [Pod], networkVolumes: [NetworkVolume], clientBalance: Float }
@@ -96,6 +111,7 @@ type Query {
 
 type Mutation {
   podFindAndDeployOnDemand(input: PodFindAndDeployOnDemandInput!): Pod
+  deployCpuPod(input: DeployCpuPodInput!): Pod
   podRentInterruptable(input: PodRentInterruptableInput!): Pod
   podStop(input: PodStopInput!): Pod
   podResume(input: PodResumeInput!): Pod
@@ -147,6 +163,11 @@ def pod_gql(engine: Engine, inst: Instance) -> dict:
                     "gpuType": {"id": inst.gpu_type, "displayName": t.name if t else inst.gpu_type,
                                 "memoryInGb": t.memory_gb if t else 0}},
         "bidPerGpu": inst.bid, "interruptible": inst.interruptible,
+        # the container's id on its host (docker's 12 hex digits): stable per pod, none before it is created
+        "dockerId": hashlib.sha256(inst.id.encode()).hexdigest()[:12] if runtime else None,
+        # the legacy single-port field; RunPod documents no value for it and the SDK only passes it through
+        "port": None, "consumerUserId": "user_sim", "templateId": inst.template_id, "locked": inst.locked,
+        "volumeEncrypted": False, "networkVolumeId": None, "containerRegistryAuthId": None,
     }
 
 
@@ -254,6 +275,10 @@ class Resolvers:
     def podRentInterruptable(self, info, input):
         return self._deploy(input, interruptible=True)
 
+    def deployCpuPod(self, info, input):
+        # the simulator sells GPUs only; REST v2 answers a CPU pod with the same rule violation
+        raise GraphQLError("CPU pods are not available in this region")
+
     def _pod(self, pod_id: str) -> Instance:
         inst = self.engine.get(pod_id, "runpod")
         if inst is None:
@@ -304,6 +329,14 @@ class Resolvers:
         return {"id": "user_sim", "pubKey": "\n".join(keys)}
 
 
+# the vendor's spec sheets (NVIDIA); a model the table lacks reports 0
+CUDA_CORES = {"NVIDIA GeForce RTX 4090": 16384, "NVIDIA RTX A6000": 10752, "NVIDIA L40S": 18176,
+              "NVIDIA A100 80GB PCIe": 6912, "NVIDIA A100-SXM4-80GB": 6912, "NVIDIA H100 80GB HBM3": 16896,
+              "NVIDIA H100 PCIe": 14592, "NVIDIA GeForce RTX 3090": 10496}
+# simulator choice: RunPod publishes savings-plan prices per GPU type but no rule for them
+SAVINGS_PLAN_DISCOUNT = {"oneWeekPrice": 0.95, "oneMonthPrice": 0.9, "threeMonthPrice": 0.85, "sixMonthPrice": 0.8}
+
+
 class _GpuTypeView:
     """gpuTypes entries; lowestPrice takes arguments, so it is a method."""
 
@@ -321,6 +354,14 @@ class _GpuTypeView:
         self.communityPrice = t.price.get("community")
         self.secureSpotPrice = t.spot_price.get("secure")
         self.communitySpotPrice = t.spot_price.get("community")
+        self.cudaCores = CUDA_CORES.get(engine.catalog.hardware[t.hardware].smi_name, 0)
+        self.maxGpuCountSecureCloud = t.max_count.get("secure", 0)
+        self.maxGpuCountCommunityCloud = t.max_count.get("community", 0)
+        self.minPodGpuCount = 1
+        # savings plans are sold on secure cloud only, at a discount that grows with the term
+        secure = t.price.get("secure") if self.secureCloud else None
+        for name, factor in SAVINGS_PLAN_DISCOUNT.items():
+            setattr(self, name, round(secure * factor, 3) if secure else None)
 
     def lowestPrice(self, info, input=None):
         input = input or {}

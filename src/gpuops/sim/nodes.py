@@ -252,6 +252,16 @@ class NodeSpec:
     listen_ports: int = 2  # direct + proxy
 
 
+def _has_uid(uid: int) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
 class NodeManager:
     def __init__(self, state_dir: Path, token: str):
         self.state_dir = Path(state_dir)
@@ -265,6 +275,8 @@ class NodeManager:
         self._procs: dict[str, subprocess.Popen] = {}
         self._blackholes: dict[str, list[socket.socket]] = {}
         self.is_root = os.geteuid() == 0
+        # without root, nodes also accept the login name root (as on RunPod and Vast) through nss_wrapper
+        self.root_alias = bool(self.nss_wrapper) and not self.is_root and self.user != "root"
         if self.is_root:
             # privilege separation directory, needed only when sshd runs as root
             try:
@@ -321,11 +333,19 @@ class NodeManager:
         home = str(d / "home")
         rows = []
         for pw in pwd.getpwall():
+            if pw.pw_name == "root" and self.root_alias:
+                continue
             pw_dir = home if pw.pw_name == self.user else pw.pw_dir
             rows.append(":".join([pw.pw_name, "x", str(pw.pw_uid), str(pw.pw_gid), pw.pw_gecos, pw_dir,
                                   pw.pw_shell]))
         if not any(r.startswith(self.user + ":") for r in rows):  # user from LDAP etc.: add it
             rows.append(f"{self.user}:x:{os.getuid()}:{os.getgid()}::{home}:/bin/sh")
+        if self.root_alias:
+            # "root" is a second name for the invoking user (same uid, same home), so the vendors' own
+            # tools, which always say root@, log in; an unprivileged sshd can only become its own uid,
+            # which this is. It comes after the user's row, so uid -> name still gives the user.
+            shell = pwd.getpwuid(os.getuid()).pw_shell if _has_uid(os.getuid()) else "/bin/sh"
+            rows.append(f"root:x:{os.getuid()}:{os.getgid()}:root alias:{home}:{shell}")
         (d / "passwd").write_text("\n".join(rows) + "\n")
         import grp
 
@@ -390,7 +410,7 @@ class NodeManager:
             # the instance dir lives in a state dir the user owns; sshd's checks assume ~/.ssh
             "StrictModes no",
             "PermitRootLogin prohibit-password",
-            f"AllowUsers {self.user}",
+            f"AllowUsers {self.user}" + (" root" if self.root_alias else ""),
             "PrintMotd no",
             "PrintLastLog no",
             "UseDNS no",

@@ -1,0 +1,54 @@
+"""One call of the ``runpod`` SDK per run, as a user's script makes it; prints the result as JSON.
+
+Run by tests/sim/test_vendor_tools.py with the Python of the SDK's own venv (not ours: it cannot share one
+with the other vendor's tool). Only the SDK's public functions are used; the key is set the way the
+SDK's README says (``runpod.api_key = ...``) and the API address comes from ``RUNPOD_API_BASE_URL``.
+
+  python runpod_sdk_calls.py CALL [ARG...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import runpod
+from runpod.cli.utils.rp_info import get_pod_ssh_ip_port
+
+
+def main(call: str, *args: str) -> object:
+    runpod.api_key = os.environ["RUNPOD_API_KEY"]
+    if call == "gpus":
+        return runpod.get_gpus()
+    if call == "gpu":
+        return runpod.get_gpu(args[0])
+    if call == "set_keys":
+        return runpod.update_user_settings(args[0])
+    if call == "user":
+        return runpod.get_user()
+    if call == "create":
+        name, gpu = args[0], args[1]
+        return runpod.create_pod(name, "runpod/base:0.6.2-cuda12.4.1", gpu, ports="22/tcp")
+    if call == "pods":
+        return runpod.get_pods()
+    if call == "pod":
+        return runpod.get_pod(args[0])
+    if call == "ssh_address":  # the SDK's own lookup (what `runpod ssh` / `runpod pod connect` use)
+        ip, port = get_pod_ssh_ip_port(args[0], timeout=60)
+        return {"ip": ip, "port": port}
+    if call == "stop":
+        return runpod.stop_pod(args[0])
+    if call == "resume":
+        return runpod.resume_pod(args[0], gpu_count=int(args[1]))
+    if call == "terminate":
+        return runpod.terminate_pod(args[0])
+    raise SystemExit(f"unknown call {call}")
+
+
+if __name__ == "__main__":
+    try:
+        out = main(*sys.argv[1:])
+    except Exception as e:  # the SDK's errors (QueryError, ValueError ...) as data, for the test to check
+        out = {"exception": type(e).__name__, "message": str(e)}
+    json.dump(out, sys.stdout)

@@ -1,0 +1,307 @@
+"""The vendors' own tools against the simulator, unchanged: the ``vastai`` CLI (1.9.x) and the ``runpod``
+Python SDK (1.12.x), from the package registry.
+
+They pin incompatible ``cryptography`` versions, so each gets its own venv, built once with the Python
+that runs these tests and cached under ``.cache/vendor-tools/<tool>-<pin>-py<X.Y>/`` (git-ignored). When
+the registry cannot be reached and nothing is cached, the tests skip and say so.
+
+Each tool runs as a subprocess in its venv with only the exports of ``gpuops-sim env`` (what
+``eval "$(gpuops-sim start)"`` sets) and a private HOME: no code change, no monkeypatching. Where the tool
+gives an SSH address, the test logs in there with a real ssh.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from simapi import REPO, parse_exports, run_cli
+
+from gpuops.sim.nodes import find_nss_wrapper
+from gpuops.testing import make_keypair, wait_ssh
+
+PINS = {"vastai": "vastai==1.9.*", "runpod": "runpod==1.12.*"}
+CACHE = REPO / ".cache" / "vendor-tools"
+SDK_CALLS = Path(__file__).with_name("runpod_sdk_calls.py")
+RTX4090 = "NVIDIA GeForce RTX 4090"
+
+
+# ------------------------------------------------------------------------------------------ venvs
+def _registry_reachable(python: Path, name: str) -> tuple[bool, str]:
+    r = subprocess.run([str(python), "-m", "pip", "index", "versions", name, "--timeout", "20", "--retries", "1"],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return r.returncode == 0, (r.stderr.strip().splitlines() or ["no output"])[-1]
+
+
+def vendor_venv(name: str) -> Path:
+    """The tool's venv, built on first use (under a lock: xdist workers share the cache)."""
+    pin = PINS[name]
+    py = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    venv = CACHE / f"{name}-{pin.split('==')[1].rstrip('.*')}-{py}"
+    marker = venv / ".gpuops-pin"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and marker.read_text() == pin and (venv / "bin" / "python").exists():
+            return venv
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+        python = venv / "bin" / "python"
+        r = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+                            "--timeout", "30", "--retries", "2", pin],
+                           capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            reachable, why = _registry_reachable(python, name)
+            shutil.rmtree(venv, ignore_errors=True)
+            if not reachable:
+                pytest.skip(f"{pin}: the package registry is unreachable and no venv is cached in {CACHE} ({why})")
+            pytest.fail(f"pip install {pin} failed:\n{r.stderr[-2000:]}")
+        marker.write_text(pin)
+    return venv
+
+
+@pytest.fixture(scope="session")
+def vastai_bin() -> Path:
+    return vendor_venv("vastai") / "bin" / "vastai"
+
+
+@pytest.fixture(scope="session")
+def runpod_python() -> Path:
+    return vendor_venv("runpod") / "bin" / "python"
+
+
+# ------------------------------------------------------------------------------------------ environment
+@pytest.fixture
+def tool_env(sim, tmp_path) -> dict[str, str]:
+    """What a user's shell has after ``eval "$(gpuops-sim start)"``, with a HOME of its own (the tools keep
+    caches and config there)."""
+    r = run_cli("env", "--state-dir", str(sim.state_dir))
+    assert r.returncode == 0, r.stderr
+    exports = parse_exports(r.stdout)
+    assert {"RUNPOD_API_BASE_URL", "VAST_URL", "RUNPOD_API_KEY", "VAST_API_KEY"} <= set(exports), exports
+    home = tmp_path / "home"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"), ("XDG_STATE_HOME", ".local/state"),
+                     ("XDG_DATA_HOME", ".local/share")):
+        env[var] = str(home / sub)
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    env.update(exports)
+    return env
+
+
+def login_name(tool_user: str, env: dict) -> str:
+    """The tools always say root. Nodes accept root when the simulator runs as root or has nss_wrapper
+    (design notes); otherwise the documented fallback is the simulator's user, VAST_SSH_USER."""
+    if os.geteuid() == 0 or find_nss_wrapper():
+        return tool_user
+    return env["VAST_SSH_USER"]
+
+
+def ssh_run(host: str, port: int, user: str, key: Path, known_hosts: Path, command: str) -> str:
+    wait_ssh(host, port, user, str(key), str(known_hosts), timeout=30)
+    r = subprocess.run(["ssh", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
+                        "-o", "LogLevel=ERROR", f"{user}@{host}", command],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"ssh {user}@{host}:{port} {command!r}: {r.stderr}"
+    return r.stdout
+
+
+def recorded(sim, since: int, api: str) -> list[str]:
+    return [f"{x['method']} {x['path']}" for x in sim.client.requests(since)["requests"] if x["api"] == api]
+
+
+# ------------------------------------------------------------------------------------------ vastai CLI
+class VastCli:
+    def __init__(self, binary: Path, env: dict):
+        self.binary, self.env = binary, env
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        r = subprocess.run([str(self.binary), *args], capture_output=True, text=True, env=self.env,
+                           timeout=timeout, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0 and not r.stdout.lstrip().lower().startswith("error"), \
+            f"vastai {' '.join(args)} -> rc {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        return r
+
+    def raw(self, *args: str):
+        return json.loads(self.run(*args, "--raw").stdout)
+
+    def show(self, iid: int) -> dict:
+        return self.raw("show", "instance", str(iid))
+
+    def wait_status(self, iid: int, status: str, timeout: float = 30) -> dict:
+        import time
+
+        end, delay, last = time.monotonic() + timeout, 0.1, None
+        while time.monotonic() < end:
+            last = self.show(iid)
+            if last.get("actual_status") == status:
+                return last
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+        raise AssertionError(f"instance {iid} not {status} after {timeout}s: {last}")
+
+
+def test_vastai_cli_runs_unchanged_against_the_simulator(sim, vastai_bin, tool_env, tmp_path, uid):
+    cli = VastCli(vastai_bin, tool_env)
+    key = make_keypair(tmp_path / "keys")
+    pub = Path(f"{key}.pub").read_text().strip()
+    since = sim.client.requests()["seq"]
+
+    # offers, account, keys
+    offers = cli.raw("search", "offers", "gpu_name=RTX_4090 num_gpus=1")
+    assert offers and all(o["gpu_name"] == "RTX 4090" and o["num_gpus"] == 1 for o in offers), offers[:2]
+    user = cli.raw("show", "user")
+    assert isinstance(user["balance"], (int, float)) and "api_key" not in user, user
+    cli.run("create", "ssh-key", pub)
+    keys = cli.raw("show", "ssh-keys")
+    mine = [k for k in keys if k.get("public_key", k.get("key")) == pub]
+    assert len(mine) == 1, keys
+
+    iid = None
+    try:
+        made = cli.raw("create", "instance", str(offers[0]["id"]), "--image", "vastai/base-image:@vastai-automatic-tag",
+                       "--disk", "10", "--ssh", "--direct", "--label", f"vt-{uid}")
+        assert made["success"] is True, made
+        iid = int(made["new_contract"])
+        row = cli.wait_status(iid, "running")
+        assert row["label"] == f"vt-{uid}" and row["gpu_name"] == "RTX 4090", row
+        assert iid in [x["id"] for x in cli.raw("show", "instances")]
+
+        # the CLI's own address, and a real login there (it always says root@)
+        url = cli.run("ssh-url", str(iid)).stdout.strip()
+        m = re.fullmatch(r"ssh://(\w+)@([\d.]+):(\d+)", url)
+        assert m and m.group(1) == "root", url
+        out = ssh_run(m.group(2), int(m.group(3)), login_name(m.group(1), tool_env), key, tmp_path / "kh",
+                      "nvidia-smi --query-gpu=name --format=csv,noheader")
+        assert "RTX 4090" in out, out
+
+        cli.run("label", "instance", str(iid), f"vt-{uid}-relabelled")
+        assert cli.show(iid)["label"] == f"vt-{uid}-relabelled"
+        cli.run("stop", "instance", str(iid))
+        stopped = cli.wait_status(iid, "exited")
+        assert stopped["intended_status"] == "stopped", stopped
+        cli.run("start", "instance", str(iid))
+        cli.wait_status(iid, "running")
+        cli.run("destroy", "instance", str(iid), "-y")
+        assert iid not in [x["id"] for x in cli.raw("show", "instances")]
+        iid = None
+    finally:
+        if iid is not None:
+            sim.destroy(str(iid), "vast")
+        for k in mine:
+            cli.run("delete", "ssh-key", str(k["id"]))
+    assert pub not in json.dumps(cli.raw("show", "ssh-keys"))
+    calls = recorded(sim, since, "vast")
+    # the calls went to the simulator, and each found a route there
+    assert "GET /api/v0/users/current" in calls and f"PUT /api/v0/asks/{offers[0]['id']}/" in calls, calls
+    missed = [x for x in sim.client.requests(since)["requests"] if x["status"] in (404, 405)]
+    assert not missed, missed
+
+
+def test_vastai_cli_gets_its_gpu_names_and_no_routes_miss(sim, vastai_bin, tool_env):
+    since = sim.client.requests()["seq"]
+    # a command whose --gpu-name choices come from /api/v0/gpu_names/unique/, fetched at every start
+    r = subprocess.run([str(vastai_bin), "launch", "instance", "--help"], capture_output=True, text=True,
+                       env=tool_env, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "RTX_4090" in r.stdout, r.stdout[-1500:]
+    assert "GET /api/v0/gpu_names/unique/" in recorded(sim, since, "vast")
+    missed = [x for x in sim.client.requests(since)["requests"] if x["status"] == 404]
+    assert not missed, missed
+
+
+# ------------------------------------------------------------------------------------------ runpod SDK
+class RunpodSdk:
+    def __init__(self, python: Path, env: dict):
+        self.python, self.env = python, env
+
+    def __call__(self, call: str, *args: str):
+        r = subprocess.run([str(self.python), str(SDK_CALLS), call, *args], capture_output=True, text=True,
+                           env=self.env, timeout=120, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, f"runpod {call}: rc {r.returncode}\n{r.stderr[-2000:]}"
+        out = json.loads(r.stdout)
+        assert not (isinstance(out, dict) and "exception" in out), f"runpod {call} {args}: {out}"
+        return out
+
+
+def test_runpod_sdk_runs_unchanged_against_the_simulator(sim, rp, runpod_python, tool_env, tmp_path, uid):
+    sdk = RunpodSdk(runpod_python, tool_env)
+    key = make_keypair(tmp_path / "keys")
+    pub = Path(f"{key}.pub").read_text().strip()
+    since = sim.client.requests()["seq"]
+
+    gpus = sdk("gpus")
+    assert RTX4090 in [g["id"] for g in gpus], gpus
+    gpu = sdk("gpu", RTX4090)
+    assert gpu["id"] == RTX4090 and gpu["cudaCores"] > 0 and gpu["securePrice"] > 0, gpu
+    assert gpu["lowestPrice"]["uninterruptablePrice"] <= gpu["securePrice"], gpu
+    before = sdk("user")["pubKey"] or ""
+    pod_id = None
+    try:
+        assert sdk("set_keys", f"{before}\n{pub}".strip())["pubKey"].endswith(pub)
+        assert pub in sdk("user")["pubKey"]
+        made = sdk("create", f"sdk-{uid}", RTX4090)
+        pod_id = made["id"]
+        assert re.fullmatch(r"[a-z0-9]{14}", pod_id) and made["machine"]["podHostId"].startswith(pod_id), made
+        # startSsh: the account's keys reach the pod as PUBLIC_KEY
+        assert any(e.startswith("PUBLIC_KEY=") and pub in e for e in made["env"]), made
+
+        # the SDK's own SSH lookup, and a real login there (the SDK's ssh helpers log in as root)
+        addr = sdk("ssh_address", pod_id)
+        out = ssh_run(addr["ip"], addr["port"], login_name("root", tool_env), key, tmp_path / "kh",
+                      "nvidia-smi --query-gpu=name --format=csv,noheader")
+        assert RTX4090 in out, out
+
+        listed = {p["id"]: p for p in sdk("pods")}
+        assert listed[pod_id]["desiredStatus"] == "RUNNING" and listed[pod_id]["dockerId"], listed[pod_id]
+        got = sdk("pod", pod_id)
+        assert got["name"] == f"sdk-{uid}" and got["podType"] == "RESERVED" and got["ports"] == "22/tcp", got
+        # the same pod on REST v2, with the same SSH address
+        v2 = rp.get(f"/pods/{pod_id}").json()
+        assert v2["status"] == "RUNNING" and (v2["ssh"]["direct"]["host"], v2["ssh"]["direct"]["port"]) == (
+            addr["ip"], addr["port"]), v2
+
+        assert sdk("stop", pod_id)["desiredStatus"] == "EXITED"
+        assert rp.get(f"/pods/{pod_id}").json()["status"] == "EXITED"
+        assert sdk("resume", pod_id, "1")["desiredStatus"] == "RUNNING"
+        assert sdk("terminate", pod_id) is None
+        assert sdk("pod", pod_id) is None and pod_id not in [p["id"] for p in sdk("pods")]
+        assert rp.get(f"/pods/{pod_id}").status_code == 404
+        pod_id = None
+    finally:
+        if pod_id:
+            sim.destroy(pod_id, "runpod")
+        sdk("set_keys", before)
+    assert "podFindAndDeployOnDemand" in json.dumps(sim.client.requests(since)["requests"])
+    assert set(recorded(sim, since, "graphql")) == {"POST /graphql"}
+
+
+def test_runpod_sdk_sees_and_ends_pods_made_on_rest_v2(sim, runpod_python, tool_env, uid):
+    sdk = RunpodSdk(runpod_python, tool_env)
+    node = sim.create_runpod(f"v2-{uid}")
+    try:
+        got = sdk("pod", node.id)
+        assert got["name"] == f"v2-{uid}" and got["desiredStatus"] == "RUNNING", got
+        ssh22 = [p for p in got["runtime"]["ports"] if p["privatePort"] == 22]
+        assert [(p["ip"], p["publicPort"]) for p in ssh22] == [(node.host, node.port)], got
+        assert node.id in [p["id"] for p in sdk("pods")]
+        assert sdk("terminate", node.id) is None
+        assert sim._rp("GET", f"/pods/{node.id}").status_code == 404
+    finally:
+        sim.destroy(node)
+
+
+def test_runpod_sdk_unknown_gpu_is_the_sdks_own_error(runpod_python, tool_env):
+    r = subprocess.run([str(runpod_python), str(SDK_CALLS), "gpu", "NVIDIA Nonexistent"], capture_output=True,
+                       text=True, env=tool_env, timeout=120, stdin=subprocess.DEVNULL)
+    out = json.loads(r.stdout)
+    # the SDK's own ValueError: gpuTypes(input: {id}) answered an empty list, not an error
+    assert out.get("exception") == "ValueError" and "No GPU found" in out["message"], out
