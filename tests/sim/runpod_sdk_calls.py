@@ -1,10 +1,12 @@
-"""One call of the ``runpod`` SDK per run, as a user's script makes it; prints the result as JSON.
+"""Calls of the ``runpod`` SDK, in order, as a user's script makes them; prints their results as a JSON list.
 
 Run by tests/sim/test_vendor_tools.py with the Python of the SDK's own venv (not ours: it cannot share one
 with the other vendor's tool). Only the SDK's public functions are used; the key is set the way the
 SDK's README says (``runpod.api_key = ...``) and the API address comes from ``RUNPOD_API_BASE_URL``.
 
-  python runpod_sdk_calls.py CALL [ARG...]
+  python runpod_sdk_calls.py '[["CALL", "ARG", ...], ...]'
+
+"@created" stands for the id of the pod created earlier in the run. An SDK error ends the run; its result is {"exception": <class name>, "message": ...}.
 """
 
 from __future__ import annotations
@@ -47,8 +49,14 @@ def main(call: str, *args: str) -> object:
 
 
 if __name__ == "__main__":
-    try:
-        out = main(*sys.argv[1:])
-    except Exception as e:  # the SDK's errors (QueryError, ValueError ...) as data, for the test to check
-        out = {"exception": type(e).__name__, "message": str(e)}
-    json.dump(out, sys.stdout)
+    results: list = []
+    created = None  # "@created" in a later call's arguments: the id of the pod this run created
+    for call in json.loads(sys.argv[1]):
+        try:
+            results.append(main(*[created if a == "@created" else a for a in call]))
+            if call[0] == "create":
+                created = results[-1]["id"]
+        except Exception as e:  # the SDK's errors (QueryError, ValueError ...) as data, for the test to check
+            results.append({"exception": type(e).__name__, "message": str(e)})
+            break
+    json.dump(results, sys.stdout)

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from simapi import REPO, parse_exports, run_cli
+from simapi import REPO, Api, parse_exports, run_cli
 
 from gpuops.sim.nodes import find_nss_wrapper
 from gpuops.testing import make_keypair, wait_ssh
@@ -223,13 +223,19 @@ class RunpodSdk:
     def __init__(self, python: Path, env: dict):
         self.python, self.env = python, env
 
-    def __call__(self, call: str, *args: str):
-        r = subprocess.run([str(self.python), str(SDK_CALLS), call, *args], capture_output=True, text=True,
-                           env=self.env, timeout=120, stdin=subprocess.DEVNULL)
-        assert r.returncode == 0, f"runpod {call}: rc {r.returncode}\n{r.stderr[-2000:]}"
+    def run(self, *calls: tuple[str, ...], expect_ok: bool = True) -> list:
+        """The calls in one process, as one script makes them (the SDK takes ~1 s to import)."""
+        r = subprocess.run([str(self.python), str(SDK_CALLS), json.dumps(calls)], capture_output=True, text=True,
+                           env=self.env, timeout=180, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, f"runpod {calls}: rc {r.returncode}\n{r.stderr[-2000:]}"
         out = json.loads(r.stdout)
-        assert not (isinstance(out, dict) and "exception" in out), f"runpod {call} {args}: {out}"
+        if expect_ok:
+            bad = [(c, o) for c, o in zip(calls, out) if isinstance(o, dict) and "exception" in o]
+            assert not bad and len(out) == len(calls), f"runpod SDK: {bad or out}"
         return out
+
+    def __call__(self, call: str, *args: str):
+        return self.run((call, *args))[0]
 
 
 def test_runpod_sdk_runs_unchanged_against_the_simulator(sim, rp, runpod_python, tool_env, tmp_path, uid):
@@ -238,47 +244,46 @@ def test_runpod_sdk_runs_unchanged_against_the_simulator(sim, rp, runpod_python,
     pub = Path(f"{key}.pub").read_text().strip()
     since = sim.client.requests()["seq"]
 
-    gpus = sdk("gpus")
-    assert RTX4090 in [g["id"] for g in gpus], gpus
-    gpu = sdk("gpu", RTX4090)
-    assert gpu["id"] == RTX4090 and gpu["cudaCores"] > 0 and gpu["securePrice"] > 0, gpu
-    assert gpu["lowestPrice"]["uninterruptablePrice"] <= gpu["securePrice"], gpu
     before = sdk("user")["pubKey"] or ""
-    pod_id = None
     try:
-        assert sdk("set_keys", f"{before}\n{pub}".strip())["pubKey"].endswith(pub)
-        assert pub in sdk("user")["pubKey"]
-        made = sdk("create", f"sdk-{uid}", RTX4090)
+        gpus, gpu, keys, user, made, addr = sdk.run(
+            ("gpus",), ("gpu", RTX4090), ("set_keys", f"{before}\n{pub}".strip()), ("user",),
+            ("create", f"sdk-{uid}", RTX4090), ("ssh_address", "@created"))
+        assert RTX4090 in [g["id"] for g in gpus], gpus
+        assert gpu["id"] == RTX4090 and gpu["cudaCores"] > 0 and gpu["securePrice"] > 0, gpu
+        assert gpu["lowestPrice"]["uninterruptablePrice"] <= gpu["securePrice"], gpu
+        assert keys["pubKey"].endswith(pub) and pub in user["pubKey"], (keys, user)
         pod_id = made["id"]
         assert re.fullmatch(r"[a-z0-9]{14}", pod_id) and made["machine"]["podHostId"].startswith(pod_id), made
         # startSsh: the account's keys reach the pod as PUBLIC_KEY
         assert any(e.startswith("PUBLIC_KEY=") and pub in e for e in made["env"]), made
 
         # the SDK's own SSH lookup, and a real login there (the SDK's ssh helpers log in as root)
-        addr = sdk("ssh_address", pod_id)
         out = ssh_run(addr["ip"], addr["port"], login_name("root", tool_env), key, tmp_path / "kh",
                       "nvidia-smi --query-gpu=name --format=csv,noheader")
         assert RTX4090 in out, out
-
-        listed = {p["id"]: p for p in sdk("pods")}
-        assert listed[pod_id]["desiredStatus"] == "RUNNING" and listed[pod_id]["dockerId"], listed[pod_id]
-        got = sdk("pod", pod_id)
-        assert got["name"] == f"sdk-{uid}" and got["podType"] == "RESERVED" and got["ports"] == "22/tcp", got
         # the same pod on REST v2, with the same SSH address
         v2 = rp.get(f"/pods/{pod_id}").json()
         assert v2["status"] == "RUNNING" and (v2["ssh"]["direct"]["host"], v2["ssh"]["direct"]["port"]) == (
             addr["ip"], addr["port"]), v2
 
-        assert sdk("stop", pod_id)["desiredStatus"] == "EXITED"
+        pods, got, stopped = sdk.run(("pods",), ("pod", pod_id), ("stop", pod_id))
+        listed = {p["id"]: p for p in pods}
+        assert listed[pod_id]["desiredStatus"] == "RUNNING" and listed[pod_id]["dockerId"], listed[pod_id]
+        assert got["name"] == f"sdk-{uid}" and got["podType"] == "RESERVED" and got["ports"] == "22/tcp", got
+        assert re.fullmatch(r"Rented by User: \w{3} \w{3} \d\d \d{4} [\d:]{8} GMT.*", got["lastStatusChange"]), got
+        assert stopped["desiredStatus"] == "EXITED", stopped
         assert rp.get(f"/pods/{pod_id}").json()["status"] == "EXITED"
-        assert sdk("resume", pod_id, "1")["desiredStatus"] == "RUNNING"
-        assert sdk("terminate", pod_id) is None
-        assert sdk("pod", pod_id) is None and pod_id not in [p["id"] for p in sdk("pods")]
+
+        resumed, gone, got_after, pods_after = sdk.run(("resume", pod_id, "1"), ("terminate", pod_id),
+                                                       ("pod", pod_id), ("pods",))
+        assert resumed["desiredStatus"] == "RUNNING" and gone is None, resumed
+        assert got_after is None and pod_id not in [p["id"] for p in pods_after]
         assert rp.get(f"/pods/{pod_id}").status_code == 404
-        pod_id = None
-    finally:
-        if pod_id:
-            sim.destroy(pod_id, "runpod")
+    finally:  # by name: a failed run may have created the pod before the test learnt its id
+        for pod in rp.get("/pods").json()["pods"]:
+            if pod["name"] == f"sdk-{uid}":
+                sim.destroy(pod["id"], "runpod")
         sdk("set_keys", before)
     assert "podFindAndDeployOnDemand" in json.dumps(sim.client.requests(since)["requests"])
     assert set(recorded(sim, since, "graphql")) == {"POST /graphql"}
@@ -288,20 +293,49 @@ def test_runpod_sdk_sees_and_ends_pods_made_on_rest_v2(sim, runpod_python, tool_
     sdk = RunpodSdk(runpod_python, tool_env)
     node = sim.create_runpod(f"v2-{uid}")
     try:
-        got = sdk("pod", node.id)
+        got, pods, gone = sdk.run(("pod", node.id), ("pods",), ("terminate", node.id))
         assert got["name"] == f"v2-{uid}" and got["desiredStatus"] == "RUNNING", got
         ssh22 = [p for p in got["runtime"]["ports"] if p["privatePort"] == 22]
         assert [(p["ip"], p["publicPort"]) for p in ssh22] == [(node.host, node.port)], got
-        assert node.id in [p["id"] for p in sdk("pods")]
-        assert sdk("terminate", node.id) is None
+        assert node.id in [p["id"] for p in pods] and gone is None
         assert sim._rp("GET", f"/pods/{node.id}").status_code == 404
     finally:
         sim.destroy(node)
 
 
 def test_runpod_sdk_unknown_gpu_is_the_sdks_own_error(runpod_python, tool_env):
-    r = subprocess.run([str(runpod_python), str(SDK_CALLS), "gpu", "NVIDIA Nonexistent"], capture_output=True,
-                       text=True, env=tool_env, timeout=120, stdin=subprocess.DEVNULL)
-    out = json.loads(r.stdout)
+    out = RunpodSdk(runpod_python, tool_env).run(("gpu", "NVIDIA Nonexistent"), expect_ok=False)
     # the SDK's own ValueError: gpuTypes(input: {id}) answered an empty list, not an error
-    assert out.get("exception") == "ValueError" and "No GPU found" in out["message"], out
+    assert out[0].get("exception") == "ValueError" and "No GPU found" in out[0]["message"], out
+
+
+# ------------------------------------------------------------------------------------------ unknown routes
+@pytest.mark.parametrize("method,path,api", [
+    ("GET", "/api/v0/instances/filters/", "vast"),              # vastai's own routes the simulator lacks: 404,
+    ("GET", "/api/v0/instances/pending-price-increases/", "vast"),  # not /instances/{id}/'s 400
+    ("PUT", "/api/v0/instances/reboot/", "vast"),
+    ("PUT", "/api/v0/instances/reboot/7/", "vast"),
+    ("GET", "/api/v0/users/me/invoices", "vast"),
+    ("GET", "/api/v1/nothing/", "vast"),
+    ("GET", "/v2/nothing", "runpod"),
+    ("POST", "/v2/pods/abcdefghijklmn/nothing", "runpod"),
+    ("POST", "/graphql/nothing", "graphql"),
+])
+def test_unknown_routes_are_404_in_the_vendors_shape(sim, method, path, api):
+    key = sim.env["VAST_API_KEY"] if api == "vast" else sim.env["RUNPOD_API_KEY"]
+    r = Api(sim.env["VAST_URL"], key)(method, path, json={})
+    assert r.status_code == 404, (r.status_code, r.text)
+    body = r.json()
+    if api == "vast":
+        assert body == {"success": False, "error": "not_found", "msg": "not found"}, body
+    elif api == "runpod":
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert body["status"] == 404 and body["title"] == "Not Found", body
+    else:
+        assert body["errors"][0]["message"] == "not found", body
+
+
+def test_a_bad_instance_id_keeps_its_400(vast):
+    # the spec's answer for a word where an instance id belongs; only the vendor's route names above are 404
+    r = vast.delete("/api/v0/instances/abc/")
+    assert r.status_code == 400 and r.json()["msg"] == "invalid instance_id", r.text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -129,6 +130,11 @@ def _gql_status(inst: Instance) -> str:
             "error": "EXITED", "terminated": "TERMINATED"}[inst.phase]
 
 
+def _js_date(ts: float) -> str:
+    """A JavaScript Date string, as RunPod writes it: "Fri Jul 12 2024 10:15:00 GMT+0000 (Coordinated ...)"."""
+    return time.strftime("%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", time.gmtime(ts))
+
+
 def pod_gql(engine: Engine, inst: Instance) -> dict:
     runtime = None
     if inst.phase == "running":
@@ -155,7 +161,7 @@ def pod_gql(engine: Engine, inst: Instance) -> dict:
         "vcpuCount": 8 * inst.gpu_count, "memoryInGb": 31 * inst.gpu_count, "containerDiskInGb": int(inst.disk_gb),
         "volumeInGb": inst.volume_gb, "volumeMountPath": inst.volume_mount_path, "imageName": inst.image,
         "dockerArgs": inst.args, "env": [f"{k}={v}" for k, v in inst.env.items()], "ports": ",".join(inst.ports),
-        "lastStatusChange": f"Rented by User: {inst.created_at:.0f}", "machineId": inst.host_id + "mach",
+        "lastStatusChange": f"Rented by User: {_js_date(inst.created_at)}", "machineId": inst.host_id + "mach",
         "uptimeSeconds": runtime["uptimeInSeconds"] if runtime else 0, "runtime": runtime,
         "machine": {"podHostId": f"{inst.id}-{inst.host_id}", "gpuDisplayName": t.name if t else inst.gpu_type,
                     "gpuTypeId": inst.gpu_type, "dataCenterId": inst.data_center, "secureCloud": inst.cloud == "SECURE",

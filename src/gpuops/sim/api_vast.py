@@ -533,3 +533,24 @@ def build_account_router(engine: Engine, auth) -> APIRouter:
         return JSONResponse({"gpu_names": names})
 
     return r
+
+
+# Vast's own one-word routes under /instances/ that the simulator does not serve: without these they would
+# reach /instances/{id}/ and answer its 400 "invalid instance_id" instead of the 404 of an unknown route
+UNSERVED_INSTANCE_ROUTES = ("filters", "pending-price-increases", "accept-price-increase", "reject-price-increase",
+                            "bid_price", "reboot", "recycle", "command", "prepay", "balance", "request_logs",
+                            "take_snapshot", "update_template")
+
+
+def build_unserved_router() -> APIRouter:
+    """Include before build_router, so these paths win over the {id} routes."""
+    r = APIRouter()
+
+    async def unserved(request: Request):
+        raise ApiError(404, "not found", code="not_found")
+
+    for word in UNSERVED_INSTANCE_ROUTES:
+        for path in (f"/api/v0/instances/{word}", f"/api/v0/instances/{word}/"):
+            r.add_api_route(path, unserved, methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+                            include_in_schema=False)
+    return r

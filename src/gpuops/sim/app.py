@@ -193,6 +193,7 @@ def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdo
 
     app.include_router(api_runpod.build_router(engine, auth_runpod))
     app.include_router(api_graphql.build_router(engine, auth_graphql))
+    app.include_router(api_vast.build_unserved_router())
     app.include_router(api_vast.build_router(engine, auth_vast))
     app.include_router(api_vast.build_account_router(engine, auth_vast))
 
