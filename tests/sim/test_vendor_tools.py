@@ -309,6 +309,28 @@ def test_runpod_sdk_unknown_gpu_is_the_sdks_own_error(runpod_python, tool_env):
     assert out[0].get("exception") == "ValueError" and "No GPU found" in out[0]["message"], out
 
 
+# the example queries of RunPod's GraphQL reference (graphql-spec.runpod.io), scalar fields only: what the vendor
+# serves, beyond what the SDK happens to select
+SPEC_GPU_TYPES = """query { gpuTypes { lowestPrice { minimumBidPrice uninterruptablePrice } maxGpuCount
+  maxGpuCountCommunityCloud maxGpuCountSecureCloud minPodGpuCount id displayName manufacturer memoryInGb cudaCores
+  secureCloud communityCloud securePrice communityPrice oneMonthPrice threeMonthPrice sixMonthPrice oneYearPrice
+  oneWeekPrice communitySpotPrice secureSpotPrice } }"""
+SPEC_MYSELF = """query { myself { id authId email currentSpendPerHr machineQuota referralEarned signedTermsOfService
+  spendLimit templateEarned multiFactorEnabled clientBalance hostBalance pubKey } }"""
+
+
+def test_graphql_serves_the_fields_of_runpods_reference(gql):
+    for query in (SPEC_GPU_TYPES, SPEC_MYSELF):
+        r = gql.q(query)
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
+    gpus = gql.q(SPEC_GPU_TYPES).json()["data"]["gpuTypes"]
+    t = next(g for g in gpus if g["id"] == RTX4090)
+    # savings plans cost less the longer the term, and never more than on-demand secure cloud
+    terms = [t[k] for k in ("oneWeekPrice", "oneMonthPrice", "threeMonthPrice", "sixMonthPrice", "oneYearPrice")]
+    assert terms == sorted(terms, reverse=True) and terms[0] <= t["securePrice"], t
+    assert t["maxGpuCount"] == max(t["maxGpuCountSecureCloud"], t["maxGpuCountCommunityCloud"]), t
+
+
 # ------------------------------------------------------------------------------------------ unknown routes
 @pytest.mark.parametrize("method,path,api", [
     ("GET", "/api/v0/instances/filters/", "vast"),              # vastai's own routes the simulator lacks: 404,

@@ -99,10 +99,15 @@ type GpuTypeFull {
   secureCloud: Boolean, communityCloud: Boolean, securePrice: Float, communityPrice: Float,
   secureSpotPrice: Float, communitySpotPrice: Float, lowestPrice(input: GpuLowestPriceInput): LowestPrice,
   cudaCores: Int, oneWeekPrice: Float, oneMonthPrice: Float, threeMonthPrice: Float, sixMonthPrice: Float,
+  oneYearPrice: Float,
   maxGpuCountSecureCloud: Int, maxGpuCountCommunityCloud: Int, minPodGpuCount: Int
 }
 type NetworkVolume { id: String, name: String, size: Int, dataCenterId: String }
-type User { id: String, pubKey: String, pods: [Pod], networkVolumes: [NetworkVolume], clientBalance: Float }
+type User {
+  id: String, pubKey: String, pods: [Pod], networkVolumes: [NetworkVolume], clientBalance: Float, authId: String,
+  email: String, currentSpendPerHr: Float, spendLimit: Int, hostBalance: Float, signedTermsOfService: Boolean,
+  multiFactorEnabled: Boolean, machineQuota: Int, referralEarned: Float, templateEarned: Float
+}
 
 type Query {
   myself: User
@@ -186,9 +191,14 @@ class Resolvers:
     # ------------------------------------------------------------------ queries
     def myself(self, info):
         e = self.engine
+        pods = e.list("runpod")
         return {"id": "user_sim", "pubKey": "\n".join(e.runpod_account_keys), "clientBalance":
                 round(e.balance_limit - e.spent(), 4),
-                "pods": [pod_gql(e, i) for i in e.list("runpod")], "networkVolumes": []}
+                "pods": [pod_gql(e, i) for i in pods], "networkVolumes": [], "authId": "sim|user_sim",
+                "email": "sim@gpuops.invalid", "spendLimit": 80, "hostBalance": 0.0, "signedTermsOfService": True,
+                "multiFactorEnabled": False, "machineQuota": 0, "referralEarned": 0.0, "templateEarned": 0.0,
+                "currentSpendPerHr": round(sum(i.price_per_hour for i in pods
+                                               if i.phase in ("provisioning", "starting", "running")), 4)}
 
     def pod(self, info, input):
         inst = self.engine.get(input["podId"], "runpod")
@@ -340,7 +350,8 @@ CUDA_CORES = {"NVIDIA GeForce RTX 4090": 16384, "NVIDIA RTX A6000": 10752, "NVID
               "NVIDIA A100 80GB PCIe": 6912, "NVIDIA A100-SXM4-80GB": 6912, "NVIDIA H100 80GB HBM3": 16896,
               "NVIDIA H100 PCIe": 14592, "NVIDIA GeForce RTX 3090": 10496}
 # simulator choice: RunPod publishes savings-plan prices per GPU type but no rule for them
-SAVINGS_PLAN_DISCOUNT = {"oneWeekPrice": 0.95, "oneMonthPrice": 0.9, "threeMonthPrice": 0.85, "sixMonthPrice": 0.8}
+SAVINGS_PLAN_DISCOUNT = {"oneWeekPrice": 0.95, "oneMonthPrice": 0.9, "threeMonthPrice": 0.85, "sixMonthPrice": 0.8,
+                         "oneYearPrice": 0.75}
 
 
 class _GpuTypeView:
