@@ -182,6 +182,11 @@ def test_vastai_cli_runs_unchanged_against_the_simulator(sim, vastai_bin, tool_e
         out = ssh_run(m.group(2), int(m.group(3)), login_name(m.group(1), tool_env), key, tmp_path / "kh",
                       "nvidia-smi --query-gpu=name --format=csv,noheader")
         assert "RTX 4090" in out, out
+        # a key attached to the running instance lets its holder in too
+        key2 = make_keypair(tmp_path / "keys", "second")
+        cli.run("attach", "ssh", str(iid), Path(f"{key2}.pub").read_text().strip())
+        assert ssh_run(m.group(2), int(m.group(3)), login_name(m.group(1), tool_env), key2, tmp_path / "kh",
+                       "echo in").strip() == "in"
 
         cli.run("label", "instance", str(iid), f"vt-{uid}-relabelled")
         assert cli.show(iid)["label"] == f"vt-{uid}-relabelled"
