@@ -252,16 +252,6 @@ class NodeSpec:
     listen_ports: int = 2  # direct + proxy
 
 
-def _has_uid(uid: int) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwuid(uid)
-    except KeyError:
-        return False
-    return True
-
-
 class NodeManager:
     def __init__(self, state_dir: Path, token: str):
         self.state_dir = Path(state_dir)
@@ -333,19 +323,20 @@ class NodeManager:
         home = str(d / "home")
         rows = []
         for pw in pwd.getpwall():
-            if pw.pw_name == "root" and self.root_alias:
-                continue
             pw_dir = home if pw.pw_name == self.user else pw.pw_dir
             rows.append(":".join([pw.pw_name, "x", str(pw.pw_uid), str(pw.pw_gid), pw.pw_gecos, pw_dir,
                                   pw.pw_shell]))
-        if not any(r.startswith(self.user + ":") for r in rows):  # user from LDAP etc.: add it
-            rows.append(f"{self.user}:x:{os.getuid()}:{os.getgid()}::{home}:/bin/sh")
+        mine = [r for r in rows if r.startswith(self.user + ":")] or [
+            f"{self.user}:x:{os.getuid()}:{os.getgid()}::{home}:/bin/sh"]  # user from LDAP etc.: add it
+        alias = []
         if self.root_alias:
-            # "root" is a second name for the invoking user (same uid, same home), so the vendors' own
-            # tools, which always say root@, log in; an unprivileged sshd can only become its own uid,
-            # which this is. It comes after the user's row, so uid -> name still gives the user.
-            shell = pwd.getpwuid(os.getuid()).pw_shell if _has_uid(os.getuid()) else "/bin/sh"
-            rows.append(f"root:x:{os.getuid()}:{os.getgid()}:root alias:{home}:{shell}")
+            # "root" is a second name for the invoking user (same uid, same home), so the vendors' own tools,
+            # which always say root@, log in: an unprivileged sshd can only become its own uid, which this is.
+            # nss_wrapper answers the first matching row: name root -> this alias, uid -> the user's own row
+            # (first), uid 0 -> the real root row (kept, later), so files still show their real owners.
+            shell = mine[0].rsplit(":", 1)[1]
+            alias = [f"root:x:{os.getuid()}:{os.getgid()}:root alias:{home}:{shell}"]
+        rows = mine + alias + [r for r in rows if r not in mine]
         (d / "passwd").write_text("\n".join(rows) + "\n")
         import grp
 
