@@ -336,6 +336,76 @@ def test_graphql_serves_the_fields_of_runpods_reference(gql):
     assert t["maxGpuCount"] == max(t["maxGpuCountSecureCloud"], t["maxGpuCountCommunityCloud"]), t
 
 
+# ------------------------------------------------------------------------------------------ login name root
+NODE_AS_OTHER_USER = """
+import asyncio, json, sys, time
+from pathlib import Path
+from gpuops.sim.nodes import NodeManager, NodeSpec
+
+state, pub, stop = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+nm = NodeManager(state, "vt-alias")
+spec = NodeSpec(instance_id="n1", ip="127.0.9.9", authorized_keys=[pub], gpus=[])
+nm.prepare(spec)
+ports = asyncio.run(nm.start(spec))
+print(json.dumps({"port": ports[0], "user": nm.user, "root_alias": nm.root_alias}), flush=True)
+end, delay = time.monotonic() + 120, 0.05
+while not stop.exists() and time.monotonic() < end:
+    time.sleep(delay)
+    delay = min(delay * 1.5, 0.5)
+asyncio.run(nm.destroy("n1"))
+"""
+
+
+def test_nodes_take_root_as_a_second_name_without_root(tmp_path):
+    """As on the real clouds, ``ssh root@node`` works: here as an unprivileged user, the case the alias exists for.
+    CI runs as root, so the test switches to a uid that only nss_wrapper knows (as an LDAP user is known only to
+    NSS), with /bin/sh as its shell."""
+    import tempfile
+
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not find_nss_wrapper() or not python:
+        pytest.skip("needs root (to switch to an unprivileged uid), setpriv, libnss-wrapper and /usr/bin/python3")
+    uid = 64999
+    work = Path(tempfile.mkdtemp(prefix="gpuops-alias-", dir="/tmp"))
+    try:
+        key = make_keypair(tmp_path / "keys")
+        (work / "passwd").write_text(Path("/etc/passwd").read_text() + f"simuser:x:{uid}:{uid}::{work}:/bin/sh\n")
+        (work / "group").write_text(Path("/etc/group").read_text() + f"simuser:x:{uid}:\n")
+        os.chown(work, uid, uid)
+        as_user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "env", "-i",
+                   "PATH=/usr/bin:/bin", f"PYTHONPATH={REPO / 'src'}", f"HOME={work}", "USER=simuser",
+                   f"LD_PRELOAD={find_nss_wrapper()}", f"NSS_WRAPPER_PASSWD={work / 'passwd'}",
+                   f"NSS_WRAPPER_GROUP={work / 'group'}", python]
+        probe = subprocess.run([*as_user, "-c", "import gpuops.sim.nodes"], capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            pytest.skip(f"the checkout is not readable by an unprivileged uid: {probe.stderr.strip()[-200:]}")
+        proc = subprocess.Popen([*as_user, "-c", NODE_AS_OTHER_USER, str(work / "state"),
+                                 Path(f"{key}.pub").read_text(), str(work / "stop")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            info = json.loads(proc.stdout.readline() or "{}")
+            assert info.get("root_alias") is True and info["user"] == "simuser", (info, proc.stderr.read())
+            out = ssh_run("127.0.9.9", info["port"], "root", key, tmp_path / "kh",
+                          'echo "$USER $(id -u) $HOME $(echo ~root) $(pwd)"; ls -ldn / | cut -d" " -f3; '
+                          "ls -ld / | cut -d' ' -f3")
+            login, got_uid, home, tilde_root, cwd, owner_uid, owner = out.split()
+            assert (login, got_uid, owner_uid, owner) == ("root", str(uid), "0", "root"), out
+            assert home == tilde_root == cwd and home.startswith(str(work)), out
+            refused = subprocess.run(["ssh", "-i", str(key), "-p", str(info["port"]), "-o", "BatchMode=yes",
+                                      "-o", f"UserKnownHostsFile={tmp_path / 'kh'}", "-o", "LogLevel=ERROR",
+                                      "someoneelse@127.0.9.9", "true"], capture_output=True, timeout=30)
+            assert refused.returncode == 255
+        finally:
+            (work / "stop").touch()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # ------------------------------------------------------------------------------------------ unknown routes
 @pytest.mark.parametrize("method,path,api", [
     ("GET", "/api/v0/instances/filters/", "vast"),              # vastai's own routes the simulator lacks: 404,
