@@ -34,20 +34,21 @@ RTX4090 = "NVIDIA GeForce RTX 4090"
 
 
 # ------------------------------------------------------------------------------------------ venvs
-def _registry_reachable(python: Path, name: str) -> tuple[bool, str]:
+def _registry_reachable(python: Path, name: str, env: dict | None) -> tuple[bool, str]:
     r = subprocess.run([str(python), "-m", "pip", "index", "versions", name, "--timeout", "20", "--retries", "1"],
-                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
     return r.returncode == 0, (r.stderr.strip().splitlines() or ["no output"])[-1]
 
 
-def vendor_venv(name: str) -> Path:
-    """The tool's venv, built on first use (under a lock: xdist workers share the cache)."""
+def vendor_venv(name: str, cache: Path = CACHE, env: dict | None = None) -> Path:
+    """The tool's venv, built on first use (under a lock: xdist workers share the cache). ``env``: pip's
+    environment (default: ours, so pip's own configuration applies)."""
     pin = PINS[name]
     py = f"py{sys.version_info.major}.{sys.version_info.minor}"
-    venv = CACHE / f"{name}-{pin.split('==')[1].rstrip('.*')}-{py}"
+    venv = cache / f"{name}-{pin.split('==')[1].rstrip('.*')}-{py}"
     marker = venv / ".gpuops-pin"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{venv.name}.lock", "w") as lock:
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if marker.is_file() and marker.read_text() == pin and (venv / "bin" / "python").exists():
             return venv
@@ -56,12 +57,12 @@ def vendor_venv(name: str) -> Path:
         python = venv / "bin" / "python"
         r = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
                             "--timeout", "30", "--retries", "2", pin],
-                           capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+                           capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env=env)
         if r.returncode != 0:
-            reachable, why = _registry_reachable(python, name)
+            reachable, why = _registry_reachable(python, name, env)
             shutil.rmtree(venv, ignore_errors=True)
             if not reachable:
-                pytest.skip(f"{pin}: the package registry is unreachable and no venv is cached in {CACHE} ({why})")
+                pytest.skip(f"{pin}: the package registry is unreachable and no venv is cached in {cache} ({why})")
             pytest.fail(f"pip install {pin} failed:\n{r.stderr[-2000:]}")
         marker.write_text(pin)
     return venv
@@ -75,6 +76,15 @@ def vastai_bin() -> Path:
 @pytest.fixture(scope="session")
 def runpod_python() -> Path:
     return vendor_venv("runpod") / "bin" / "python"
+
+
+def test_an_unreachable_registry_skips_with_the_reason(tmp_path):
+    # pip pointed at a closed port, its own configuration (local wheel dirs, extra indexes) switched off
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PIP_CONFIG_FILE": os.devnull,
+           "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_NO_CACHE_DIR": "1"}
+    with pytest.raises(pytest.skip.Exception, match="registry is unreachable"):
+        vendor_venv("vastai", cache=tmp_path / "cache", env=env)
+    assert not (tmp_path / "cache" / f"vastai-1.9-py{sys.version_info.major}.{sys.version_info.minor}").exists()
 
 
 # ------------------------------------------------------------------------------------------ environment
