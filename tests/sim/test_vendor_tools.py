@@ -446,3 +446,15 @@ def test_a_bad_instance_id_keeps_its_400(vast):
     # the spec's answer for a word where an instance id belongs; only the vendor's route names above are 404
     r = vast.delete("/api/v0/instances/abc/")
     assert r.status_code == 400 and r.json()["msg"] == "invalid instance_id", r.text
+
+
+@pytest.mark.spec
+def test_vast_current_user_matches_the_vendored_spec(vast, specs_dir):
+    from test_contract_specs import VAST_HOST, _load, recording, validate_response
+
+    spec = _load(str(specs_dir / "vast-openapi.yaml"))
+    log = recording(vast)
+    user = vast.get("/api/v0/users/current/").json()
+    assert {"id", "email", "balance", "ssh_key"} <= set(user) and "api_key" not in user, user
+    for x in log:
+        validate_response(spec, VAST_HOST, x, vast=True)

@@ -523,7 +523,7 @@ def build_account_router(engine: Engine, auth) -> APIRouter:
         keys = [k["key"] for k in engine.vast_account_keys]
         return JSONResponse({"id": 4242, "key_id": 1, "email": "sim@gpuops.invalid", "username": "gpuops-sim",
                              "fullname": "gpuops simulator", "balance": balance, "credit": balance,
-                             "ssh_key": keys[-1] if keys else None, "sid": "sim", "host_agreement_accepted": False,
+                             "ssh_key": keys[-1] if keys else "", "sid": "sim", "host_agreement_accepted": False,
                              "has_billing": True, "can_pay": True, "email_verified": True})
 
     @route("/api/v0/gpu_names/unique", ["GET"])
