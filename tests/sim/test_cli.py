@@ -24,7 +24,8 @@ from gpuops.sim.client import SimClient
 from gpuops.sim.nodes import pids_with_marker
 from gpuops.testing import make_keypair, wait_ssh
 
-REQUIRED_EXPORTS = {"RUNPOD_API_URL", "RUNPOD_GRAPHQL_URL", "VAST_API_URL", "RUNPOD_API_KEY", "VAST_API_KEY"}
+REQUIRED_EXPORTS = {"RUNPOD_API_URL", "RUNPOD_GRAPHQL_URL", "VAST_API_URL", "RUNPOD_API_KEY", "VAST_API_KEY",
+                    "RUNPOD_API_BASE_URL", "VAST_URL"}  # the last two: what the vendors' own tools read
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, part: str) -> None:
@@ -57,6 +58,7 @@ def test_start_status_ledger_faults_stop(tmp_path):
     env = parse_exports(r.stdout)
     assert REQUIRED_EXPORTS <= set(env)
     assert env["RUNPOD_API_URL"].endswith("/v2") and env["RUNPOD_GRAPHQL_URL"].endswith("/graphql")
+    assert env["RUNPOD_API_BASE_URL"] + "/graphql" == env["RUNPOD_GRAPHQL_URL"] and env["VAST_URL"] == env["VAST_API_URL"]
     info = json.loads((state / "server.json").read_text())
     try:
         # the exports are shell: eval them in bash, as the README does

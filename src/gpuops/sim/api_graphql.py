@@ -1,4 +1,7 @@
-"""RunPod GraphQL (``POST /graphql``): the part interruptible (spot) pods still need.
+"""RunPod GraphQL (``POST /graphql``): spot pods, and every pod call of the ``runpod`` SDK (1.12 does
+all of them over GraphQL: ``podFindAndDeployOnDemand``, ``myself { pods }``, ``pod``, ``gpuTypes``, stop,
+resume, terminate, account keys). Pods are the engine's instances, so a pod made here is visible on
+REST v2 and the other way round.
 
 A real GraphQL executor (graphql-core) over a schema written from the shapes in the SDK and docs:
 schema errors (unknown field or input field, bad literal) are HTTP 400 with ``errors``; business
@@ -7,7 +10,9 @@ errors are HTTP 200 with ``data.<field>: null`` and ``errors[0].message``, as Ru
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -45,6 +50,13 @@ input PodRentInterruptableInput {
   minUpload: Int, cudaVersion: String, volumeKey: String
 }
 
+input DeployCpuPodInput {
+  name: String, imageName: String, cloudType: CloudTypeEnum, startSsh: Boolean, instanceId: String,
+  templateId: String, dataCenterId: String, dockerArgs: String, countryCode: String, containerDiskInGb: Int,
+  ports: String, volumeMountPath: String, env: [EnvironmentVariableInput], networkVolumeId: String,
+  minDownload: Int, minUpload: Int, volumeInGb: Int
+}
+
 input PodFilter { podId: String! }
 input PodStopInput { podId: String!, incrementVersion: Boolean }
 input PodResumeInput { podId: String!, gpuCount: Int, allowedCudaVersions: [String] }
@@ -74,7 +86,9 @@ type Pod {
   podType: String, gpuCount: Int, vcpuCount: Int, memoryInGb: Int, containerDiskInGb: Int,
   volumeInGb: Int, volumeMountPath: String, imageName: String, dockerArgs: String, env: [String],
   ports: String, lastStatusChange: String, machineId: String, uptimeSeconds: Int,
-  runtime: PodRuntime, machine: PodMachine, bidPerGpu: Float, interruptible: Boolean
+  runtime: PodRuntime, machine: PodMachine, bidPerGpu: Float, interruptible: Boolean,
+  dockerId: String, port: Int, consumerUserId: String, templateId: String, locked: Boolean,
+  volumeEncrypted: Boolean, networkVolumeId: String, containerRegistryAuthId: String
 }
 type LowestPrice {
   minimumBidPrice: Float, uninterruptablePrice: Float, stockStatus: String,
@@ -83,10 +97,17 @@ type LowestPrice {
 type GpuTypeFull {
   id: String, displayName: String, memoryInGb: Int, manufacturer: String, maxGpuCount: Int,
   secureCloud: Boolean, communityCloud: Boolean, securePrice: Float, communityPrice: Float,
-  secureSpotPrice: Float, communitySpotPrice: Float, lowestPrice(input: GpuLowestPriceInput): LowestPrice
+  secureSpotPrice: Float, communitySpotPrice: Float, lowestPrice(input: GpuLowestPriceInput): LowestPrice,
+  cudaCores: Int, oneWeekPrice: Float, oneMonthPrice: Float, threeMonthPrice: Float, sixMonthPrice: Float,
+  oneYearPrice: Float,
+  maxGpuCountSecureCloud: Int, maxGpuCountCommunityCloud: Int, minPodGpuCount: Int
 }
 type NetworkVolume { id: String, name: String, size: Int, dataCenterId: String }
-type User { id: String, pubKey: String, pods: [Pod], networkVolumes: [NetworkVolume], clientBalance: Float }
+type User {
+  id: String, pubKey: String, pods: [Pod], networkVolumes: [NetworkVolume], clientBalance: Float, authId: String,
+  email: String, currentSpendPerHr: Float, spendLimit: Int, hostBalance: Float, signedTermsOfService: Boolean,
+  multiFactorEnabled: Boolean, machineQuota: Int, referralEarned: Float, templateEarned: Float
+}
 
 type Query {
   myself: User
@@ -96,6 +117,7 @@ type Query {
 
 type Mutation {
   podFindAndDeployOnDemand(input: PodFindAndDeployOnDemandInput!): Pod
+  deployCpuPod(input: DeployCpuPodInput!): Pod
   podRentInterruptable(input: PodRentInterruptableInput!): Pod
   podStop(input: PodStopInput!): Pod
   podResume(input: PodResumeInput!): Pod
@@ -111,6 +133,11 @@ SCHEMA = build_schema(SDL)
 def _gql_status(inst: Instance) -> str:
     return {"provisioning": "RUNNING", "starting": "RUNNING", "running": "RUNNING", "exited": "EXITED",
             "error": "EXITED", "terminated": "TERMINATED"}[inst.phase]
+
+
+def _js_date(ts: float) -> str:
+    """A JavaScript Date string, as RunPod writes it: "Fri Jul 12 2024 10:15:00 GMT+0000 (Coordinated ...)"."""
+    return time.strftime("%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", time.gmtime(ts))
 
 
 def pod_gql(engine: Engine, inst: Instance) -> dict:
@@ -139,7 +166,7 @@ def pod_gql(engine: Engine, inst: Instance) -> dict:
         "vcpuCount": 8 * inst.gpu_count, "memoryInGb": 31 * inst.gpu_count, "containerDiskInGb": int(inst.disk_gb),
         "volumeInGb": inst.volume_gb, "volumeMountPath": inst.volume_mount_path, "imageName": inst.image,
         "dockerArgs": inst.args, "env": [f"{k}={v}" for k, v in inst.env.items()], "ports": ",".join(inst.ports),
-        "lastStatusChange": f"Rented by User: {inst.created_at:.0f}", "machineId": inst.host_id + "mach",
+        "lastStatusChange": f"Rented by User: {_js_date(inst.created_at)}", "machineId": inst.host_id + "mach",
         "uptimeSeconds": runtime["uptimeInSeconds"] if runtime else 0, "runtime": runtime,
         "machine": {"podHostId": f"{inst.id}-{inst.host_id}", "gpuDisplayName": t.name if t else inst.gpu_type,
                     "gpuTypeId": inst.gpu_type, "dataCenterId": inst.data_center, "secureCloud": inst.cloud == "SECURE",
@@ -147,6 +174,11 @@ def pod_gql(engine: Engine, inst: Instance) -> dict:
                     "gpuType": {"id": inst.gpu_type, "displayName": t.name if t else inst.gpu_type,
                                 "memoryInGb": t.memory_gb if t else 0}},
         "bidPerGpu": inst.bid, "interruptible": inst.interruptible,
+        # the container's id on its host (docker's 12 hex digits): stable per pod, none before it is created
+        "dockerId": hashlib.sha256(inst.id.encode()).hexdigest()[:12] if runtime else None,
+        # the legacy single-port field; RunPod documents no value for it and the SDK only passes it through
+        "port": None, "consumerUserId": "user_sim", "templateId": inst.template_id, "locked": inst.locked,
+        "volumeEncrypted": False, "networkVolumeId": None, "containerRegistryAuthId": None,
     }
 
 
@@ -159,9 +191,14 @@ class Resolvers:
     # ------------------------------------------------------------------ queries
     def myself(self, info):
         e = self.engine
+        pods = e.list("runpod")
         return {"id": "user_sim", "pubKey": "\n".join(e.runpod_account_keys), "clientBalance":
                 round(e.balance_limit - e.spent(), 4),
-                "pods": [pod_gql(e, i) for i in e.list("runpod")], "networkVolumes": []}
+                "pods": [pod_gql(e, i) for i in pods], "networkVolumes": [], "authId": "sim|user_sim",
+                "email": "sim@gpuops.invalid", "spendLimit": 80, "hostBalance": 0.0, "signedTermsOfService": True,
+                "multiFactorEnabled": False, "machineQuota": 0, "referralEarned": 0.0, "templateEarned": 0.0,
+                "currentSpendPerHr": round(sum(i.price_per_hour for i in pods
+                                               if i.phase in ("provisioning", "starting", "running")), 4)}
 
     def pod(self, info, input):
         inst = self.engine.get(input["podId"], "runpod")
@@ -254,6 +291,10 @@ class Resolvers:
     def podRentInterruptable(self, info, input):
         return self._deploy(input, interruptible=True)
 
+    def deployCpuPod(self, info, input):
+        # the simulator sells GPUs only; REST v2 answers a CPU pod with the same rule violation
+        raise GraphQLError("CPU pods are not available in this region")
+
     def _pod(self, pod_id: str) -> Instance:
         inst = self.engine.get(pod_id, "runpod")
         if inst is None:
@@ -304,6 +345,15 @@ class Resolvers:
         return {"id": "user_sim", "pubKey": "\n".join(keys)}
 
 
+# the vendor's spec sheets (NVIDIA); a model the table lacks reports 0
+CUDA_CORES = {"NVIDIA GeForce RTX 4090": 16384, "NVIDIA RTX A6000": 10752, "NVIDIA L40S": 18176,
+              "NVIDIA A100 80GB PCIe": 6912, "NVIDIA A100-SXM4-80GB": 6912, "NVIDIA H100 80GB HBM3": 16896,
+              "NVIDIA H100 PCIe": 14592, "NVIDIA GeForce RTX 3090": 10496}
+# simulator choice: RunPod publishes savings-plan prices per GPU type but no rule for them
+SAVINGS_PLAN_DISCOUNT = {"oneWeekPrice": 0.95, "oneMonthPrice": 0.9, "threeMonthPrice": 0.85, "sixMonthPrice": 0.8,
+                         "oneYearPrice": 0.75}
+
+
 class _GpuTypeView:
     """gpuTypes entries; lowestPrice takes arguments, so it is a method."""
 
@@ -321,6 +371,14 @@ class _GpuTypeView:
         self.communityPrice = t.price.get("community")
         self.secureSpotPrice = t.spot_price.get("secure")
         self.communitySpotPrice = t.spot_price.get("community")
+        self.cudaCores = CUDA_CORES.get(engine.catalog.hardware[t.hardware].smi_name, 0)
+        self.maxGpuCountSecureCloud = t.max_count.get("secure", 0)
+        self.maxGpuCountCommunityCloud = t.max_count.get("community", 0)
+        self.minPodGpuCount = 1
+        # savings plans are sold on secure cloud only, at a discount that grows with the term
+        secure = t.price.get("secure") if self.secureCloud else None
+        for name, factor in SAVINGS_PLAN_DISCOUNT.items():
+            setattr(self, name, round(secure * factor, 3) if secure else None)
 
     def lowestPrice(self, info, input=None):
         input = input or {}

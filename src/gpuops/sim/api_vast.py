@@ -501,3 +501,56 @@ def build_router(engine: Engine, auth) -> APIRouter:
 
     return r
 
+
+
+def build_account_router(engine: Engine, auth) -> APIRouter:
+    """The account and catalog reads the ``vastai`` CLI makes besides instances and offers."""
+    r = APIRouter()
+
+    def route(path: str, methods: list[str]):
+        def deco(fn):
+            r.add_api_route(path, fn, methods=methods)
+            r.add_api_route(path + "/", fn, methods=methods, include_in_schema=False)
+            return fn
+        return deco
+
+    @route("/api/v0/users/current", ["GET"])
+    async def current_user(request: Request):
+        auth(request)
+        # the spec's fields (showUser), plus the ones the CLI reads: host_agreement_accepted decides whether
+        # it shows host commands, credit is in its table; the API key itself is never returned
+        balance = round(engine.balance_limit - engine.spent(), 4)
+        keys = [k["key"] for k in engine.vast_account_keys]
+        return JSONResponse({"id": 4242, "key_id": 1, "email": "sim@gpuops.invalid", "username": "gpuops-sim",
+                             "fullname": "gpuops simulator", "balance": balance, "credit": balance,
+                             "ssh_key": keys[-1] if keys else "", "sid": "sim", "host_agreement_accepted": False,
+                             "has_billing": True, "can_pay": True, "email_verified": True})
+
+    @route("/api/v0/gpu_names/unique", ["GET"])
+    async def gpu_names(request: Request):
+        # the CLI fetches this at every start, with no key (and no timeout) to build its --gpu-name choices
+        names = sorted({m.gpu_name for m in engine.catalog.vast_machines.values()})
+        return JSONResponse({"gpu_names": names})
+
+    return r
+
+
+# Vast's own one-word routes under /instances/ that the simulator does not serve: without these they would
+# reach /instances/{id}/ and answer its 400 "invalid instance_id" instead of the 404 of an unknown route
+UNSERVED_INSTANCE_ROUTES = ("filters", "pending-price-increases", "accept-price-increase", "reject-price-increase",
+                            "bid_price", "reboot", "recycle", "command", "prepay", "balance", "request_logs",
+                            "take_snapshot", "update_template")
+
+
+def build_unserved_router() -> APIRouter:
+    """Include before build_router, so these paths win over the {id} routes."""
+    r = APIRouter()
+
+    async def unserved(request: Request):
+        raise ApiError(404, "not found", code="not_found")
+
+    for word in UNSERVED_INSTANCE_ROUTES:
+        for path in (f"/api/v0/instances/{word}", f"/api/v0/instances/{word}/"):
+            r.add_api_route(path, unserved, methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+                            include_in_schema=False)
+    return r

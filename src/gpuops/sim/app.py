@@ -193,7 +193,9 @@ def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdo
 
     app.include_router(api_runpod.build_router(engine, auth_runpod))
     app.include_router(api_graphql.build_router(engine, auth_graphql))
+    app.include_router(api_vast.build_unserved_router())
     app.include_router(api_vast.build_router(engine, auth_vast))
+    app.include_router(api_vast.build_account_router(engine, auth_vast))
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError):
@@ -206,8 +208,12 @@ def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdo
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException):
-        msg = "not found" if err.status_code == 404 else str(err.detail)
-        return render_error(api_of(request.url.path), ApiError(err.status_code, msg, code="not_found"))
+        # a path no route serves: 404 in the shape of the API its prefix names (problem+json elsewhere)
+        if err.status_code == 404:
+            return render_error(api_of(request.url.path), ApiError(404, "not found", code="not_found"))
+        return render_error(api_of(request.url.path),
+                            ApiError(err.status_code, str(err.detail), code=str(err.detail).lower().replace(" ", "_"),
+                                     headers=getattr(err, "headers", None)))
 
     # ------------------------------------------------------------------ admin API
     @app.get("/_sim/health")

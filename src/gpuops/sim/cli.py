@@ -1,6 +1,7 @@
 """gpuops-sim: start, inspect and stop the local GPU-cloud simulator.
 
-  eval "$(gpuops-sim start)"        # starts in the background, prints export lines
+  eval "$(gpuops-sim start)"        # starts in the background, prints export lines (our modules' URLs and keys,
+                                    # and RUNPOD_API_BASE_URL + VAST_URL for the runpod SDK and the vastai CLI)
   gpuops-sim status [--json]        # instances
   gpuops-sim ledger [--json]        # billing
   gpuops-sim faults FILE            # load faults into the running simulator

@@ -55,6 +55,9 @@ class SimClient:
             "RUNPOD_API_URL": f"{self.url}/v2",
             "RUNPOD_GRAPHQL_URL": f"{self.url}/graphql",
             "VAST_API_URL": self.url,
+            # what the vendors' own tools read: the runpod SDK appends /graphql, the vastai CLI /api/v0
+            "RUNPOD_API_BASE_URL": self.url,
+            "VAST_URL": self.url,
             "RUNPOD_API_KEY": self.info["runpod_api_key"],
             "VAST_API_KEY": self.info["vast_api_key"],
             # Vast reports no SSH user (it is root on Vast); the simulator's nodes log in as the invoking user

@@ -140,7 +140,9 @@ class Engine:
         self.vast_rented: dict[int, int] = {}  # machine id -> instance id
         self.vast_spent_asks: set[int] = set()  # ask ids already rented (410 on reuse)
         self._ask_ids = itertools.count(4_200_000)
-        self._vast_ids = itertools.count(7_835_600)
+        # Vast ids never come back; the vastai CLI caches `ssh-url` answers per id for a day, so a restarted
+        # simulator must not hand out the ids of the last run (8 digits, as on Vast, rising with the clock)
+        self._vast_ids = itertools.count(10_000_000 + int(time.time()) % 9_000_000 * 10)
         self._vast_key_ids = itertools.count(30_001)
         for m in catalog.vast_machines.values():
             self.vast_asks[next(self._ask_ids)] = m

@@ -265,6 +265,8 @@ class NodeManager:
         self._procs: dict[str, subprocess.Popen] = {}
         self._blackholes: dict[str, list[socket.socket]] = {}
         self.is_root = os.geteuid() == 0
+        # without root, nodes also accept the login name root (as on RunPod and Vast) through nss_wrapper
+        self.root_alias = bool(self.nss_wrapper) and not self.is_root and self.user != "root"
         if self.is_root:
             # privilege separation directory, needed only when sshd runs as root
             try:
@@ -324,8 +326,17 @@ class NodeManager:
             pw_dir = home if pw.pw_name == self.user else pw.pw_dir
             rows.append(":".join([pw.pw_name, "x", str(pw.pw_uid), str(pw.pw_gid), pw.pw_gecos, pw_dir,
                                   pw.pw_shell]))
-        if not any(r.startswith(self.user + ":") for r in rows):  # user from LDAP etc.: add it
-            rows.append(f"{self.user}:x:{os.getuid()}:{os.getgid()}::{home}:/bin/sh")
+        mine = [r for r in rows if r.startswith(self.user + ":")] or [
+            f"{self.user}:x:{os.getuid()}:{os.getgid()}::{home}:/bin/sh"]  # user from LDAP etc.: add it
+        alias = []
+        if self.root_alias:
+            # "root" is a second name for the invoking user (same uid, same home), so the vendors' own tools,
+            # which always say root@, log in: an unprivileged sshd can only become its own uid, which this is.
+            # nss_wrapper answers the first matching row: name root -> this alias, uid -> the user's own row
+            # (first), uid 0 -> the real root row (kept, later), so files still show their real owners.
+            shell = mine[0].rsplit(":", 1)[1]
+            alias = [f"root:x:{os.getuid()}:{os.getgid()}:root alias:{home}:{shell}"]
+        rows = mine + alias + [r for r in rows if r not in mine]
         (d / "passwd").write_text("\n".join(rows) + "\n")
         import grp
 
@@ -390,7 +401,7 @@ class NodeManager:
             # the instance dir lives in a state dir the user owns; sshd's checks assume ~/.ssh
             "StrictModes no",
             "PermitRootLogin prohibit-password",
-            f"AllowUsers {self.user}",
+            f"AllowUsers {self.user}" + (" root" if self.root_alias else ""),
             "PrintMotd no",
             "PrintLastLog no",
             "UseDNS no",
