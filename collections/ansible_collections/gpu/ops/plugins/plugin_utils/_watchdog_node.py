@@ -22,7 +22,7 @@ the instance's own key (Vast ``CONTAINER_API_KEY``/``CONTAINER_ID``; RunPod's po
 ``RUNPOD_POD_ID``) when ``expires_at`` has passed, when the heartbeat has been silent for ``idle_timeout``
 while no job runs, or when price x uptime reached ``max_cost`` (it stops the jobs first). Every decision goes
 to ``~/.bifrost/watchdog/watchdog.log``. One daemon per node: it holds an exclusive lock for its lifetime.
-It imports nothing for HTTP until it acts, to stay small in memory.
+The HTTP call runs in a forked child, so the daemon itself never loads the HTTP and TLS modules.
 """
 
 from __future__ import annotations
@@ -259,9 +259,34 @@ def decide(cfg, t, last_activity):
     return None, details
 
 
+def destroy_in_child(cfg):
+    """destroy() in a forked child: the HTTP and TLS modules (~9 MiB) load there and go with it, so the daemon
+    keeps its small footprint however many attempts it makes."""
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            ok = destroy(cfg)
+        finally:
+            os._exit(0 if ok else 1)
+    _pid, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _rss_kib(field="VmHWM"):
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def destroy(cfg):
     """DELETE our own instance with its own key. True when it is gone (or was already)."""
-    import urllib.error  # only now: the idle daemon stays small
+    import urllib.error
     import urllib.request
 
     provider = cfg["provider"]
@@ -285,12 +310,12 @@ def destroy(cfg):
         status = exc.code
         body = exc.read()[:300].decode("utf-8", "replace")
         if status != 404:
-            log("destroy_failed", status=status, body=body)
+            log("destroy_failed", status=status, body=body, peak_rss_kib=_rss_kib())
             return False
     except (OSError, ValueError) as exc:
-        log("destroy_failed", error=str(exc)[:300])
+        log("destroy_failed", error=str(exc)[:300], peak_rss_kib=_rss_kib())
         return False
-    log("destroyed", status=status, instance_id=iid)
+    log("destroyed", status=status, instance_id=iid, peak_rss_kib=_rss_kib())
     return True
 
 
@@ -335,10 +360,11 @@ def run_daemon():
                 state["acting"] = reason
             if reason == "budget" and active:
                 log("jobs_stopped", jobs=stop_jobs(cfg.get("stop_grace", 30)))
-            if destroy(cfg):
+            if destroy_in_child(cfg):
                 return 0  # on a cloud the container goes with the instance; nothing is left to watch
             state["failures"] = state.get("failures", 0) + 1
             backoff = time.monotonic() + min(300.0, 5.0 * 2 ** min(state["failures"], 6))
+            write_atomic(STATE, json.dumps(state, sort_keys=True) + "\n")
         time.sleep(max(0.05, float(cfg.get("interval", 15))))
 
 
