@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 ---
 module: node_watchdog
 short_description: A dead-man switch on a cloud node that destroys its own instance
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Arms, feeds or disarms a small watchdog daemon on a RunPod or Vast node. The daemon destroys its own instance
     (destroy, not stop, since a stopped instance still bills its storage) through the provider's API when
