@@ -8,7 +8,7 @@ the deadline, so the figure is what a node adds: up to one interval plus the API
 Memory: resident set (VmRSS) of each watchdog daemon while it waits, and the high-water mark (VmHWM) of one
 that has been through a destroy attempt (a ``terminate_fails`` fault makes the first one fail, so the process
 lives on; it succeeds on the retry). Goal <= 15 MiB. The API call itself runs in a forked child that lives for
-the call (urllib + TLS, ~9 MiB on top of the shared pages); its peak is reported too, not counted as the
+the call (http.client, plus TLS on the clouds, ~7-12 MiB on top of the shared pages); its peak is reported too, not counted as the
 daemon's.
 
     python benchmarks/bench_watchdog.py        # table + benchmarks/results/watchdog.json

@@ -88,6 +88,7 @@ attributes:
     description: Reports whether the settings or the daemon would change; nothing is written or started.
   diff_mode:
     support: none
+    description: Nothing to show; the settings are returned in RV(config).
   platform:
     support: full
     platforms: posix

@@ -260,7 +260,7 @@ def decide(cfg, t, last_activity):
 
 
 def destroy_in_child(cfg):
-    """destroy() in a forked child: the HTTP and TLS modules (~9 MiB) load there and go with it, so the daemon
+    """destroy() in a forked child: the HTTP and TLS modules (~7 MiB) load there and go with it, so the daemon
     keeps its small footprint however many attempts it makes."""
     pid = os.fork()
     if pid == 0:
@@ -286,9 +286,6 @@ def _rss_kib(field="VmHWM"):
 
 def destroy(cfg):
     """DELETE our own instance with its own key. True when it is gone (or was already)."""
-    import urllib.error
-    import urllib.request
-
     provider = cfg["provider"]
     key, iid, url, source = credential(provider)
     if not key:
@@ -298,25 +295,41 @@ def destroy(cfg):
     if cfg.get("instance_id") and str(cfg["instance_id"]) != str(iid):
         log("refused", reason="the node's instance id %s is not the armed instance %s" % (iid, cfg["instance_id"]))
         return False
-    req = urllib.request.Request(url.rstrip("/") + PROVIDERS[provider][4] % iid, method="DELETE",
-                                 headers={"Authorization": "Bearer " + key, "Content-Type": "application/json",
-                                          "User-Agent": "gpuops-watchdog"},
-                                 data=b"{}" if provider == "vast" else None)
     log("destroying", provider=provider, instance_id=iid, credential=source)
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        body = exc.read()[:300].decode("utf-8", "replace")
-        if status != 404:
-            log("destroy_failed", status=status, body=body, peak_rss_kib=_rss_kib())
-            return False
-    except (OSError, ValueError) as exc:
+        status, body = http_delete(url.rstrip("/") + PROVIDERS[provider][4] % iid, key,
+                                   b"{}" if provider == "vast" else None)
+    except (OSError, ValueError) as exc:  # connection, TLS, timeout, a bad URL
         log("destroy_failed", error=str(exc)[:300], peak_rss_kib=_rss_kib())
         return False
-    log("destroyed", status=status, instance_id=iid, peak_rss_kib=_rss_kib())
-    return True
+    if status in (200, 202, 204, 404):  # 404: already gone
+        log("destroyed", status=status, instance_id=iid, peak_rss_kib=_rss_kib())
+        return True
+    log("destroy_failed", status=status, body=body[:300].decode("utf-8", "replace"), peak_rss_kib=_rss_kib())
+    return False
+
+
+def http_delete(url, key, body, timeout=30):
+    """(status, first bytes of the body) of one DELETE; http.client directly (no redirects, no proxies)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL: %r" % url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    headers = {"Authorization": "Bearer " + key, "User-Agent": "gpuops-watchdog", "Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request("DELETE", parts.path + ("?" + parts.query if parts.query else ""), body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read(2048)
+    except http.client.HTTPException as exc:
+        raise OSError("HTTP error: %s" % exc) from exc
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------------------------------------- the daemon
