@@ -9,13 +9,17 @@ simulated by the only thing a dead controller does: nothing (no heartbeat).
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
 from gpuops.sim.nodes import pids_using_dirs, pids_with_marker
-from gpuops.testing import run_playbook, task_results
+from gpuops.testing import REPO, ansible_env, run_playbook, task_results
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 ARM = "Arm the dead-man switch on the node"
@@ -123,6 +127,38 @@ def test_silent_heartbeat_destroys_when_no_job_runs(sim, make_nodes, tmp_path):
     sim.client.advance(201)
     row = wait_gone(sim, node)
     assert row["terminated_at"] - (last_beat + 600) <= 60, row
+    assert_no_process_left(sim, node)
+
+
+def test_sigkilled_controller_mid_train(sim, make_nodes, tmp_path):
+    """The controller is SIGKILLed while the job trains: the node stays while the job runs, then destroys itself
+    idle_timeout after the job ended, with nobody left to tell it."""
+    node = make_nodes(1, "vast", prefix="wd-kill")[0]
+    inv = sim.inventory([node], tmp_path / "inv.yml")
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), str(PLAYBOOKS / "controller.yml"), "-i", str(inv),
+           "-e", json.dumps({"job_id": "train-1", "job_command": "while [ ! -e ~/finish ]; do sleep 0.2; done",
+                             "watchdog_interval": INTERVAL, "watchdog_idle_timeout": 600})]
+    controller = subprocess.Popen(cmd, env=ansible_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        sim.client.wait_until(lambda: node.ssh("cat ~/.bifrost/jobs/train-1/status 2>/dev/null || true").stdout
+                              .strip() == "running", 120, "the job running")
+        assert controller.poll() is None, "the controller ended before it could be killed"
+    finally:
+        os.killpg(controller.pid, signal.SIGKILL)
+        controller.wait(30)
+    start = virtual_now(sim)
+    sim.client.advance(3600)  # an hour without a controller, but the job trains
+    state = wait_checked(sim, node, start + 3600)
+    assert state["decision"] is None and state["jobs_active"] == ["train-1"], state
+    node.ssh("touch ~/finish")  # training ends
+    sim.client.wait_until(lambda: node.ssh("cat ~/.bifrost/jobs/train-1/status").stdout.strip() == "succeeded", 30,
+                          "the job finished")
+    ended = wait_checked(sim, node, virtual_now(sim))
+    assert ended["jobs_active"] == [] and node.id in live_ids(sim)
+    sim.client.advance(601)
+    row = wait_gone(sim, node)
+    assert row["terminated_at"] - (ended["checked_at"] + 600) <= 60, row
     assert_no_process_left(sim, node)
 
 
