@@ -33,8 +33,9 @@ def arm(sim, nodes, tmp_path, **vars_):
     return task_results(proc, ARM)
 
 
-def heartbeat(sim, nodes, tmp_path):
-    proc = run_playbook(PLAYBOOKS / "heartbeat.yml", sim.inventory(nodes, tmp_path / "inv.yml"), json_output=True)
+def heartbeat(sim, nodes, tmp_path, **vars_):
+    proc = run_playbook(PLAYBOOKS / "heartbeat.yml", sim.inventory(nodes, tmp_path / "inv.yml"), vars_ or None,
+                        json_output=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return task_results(proc, "Touch the controller heartbeat on the node")
 
@@ -285,6 +286,25 @@ def test_heartbeat_rearms_after_a_restart_and_disarm_stops_it(sim, make_nodes, t
     log = node.ssh("cat ~/.bifrost/watchdog/watchdog.log").stdout
     events = [json.loads(line)["event"] for line in log.splitlines()]
     assert events[0] == "armed" and "rearmed" in events and events[-1] == "disarmed", events
+
+
+def test_heartbeat_rearms_a_node_that_lost_its_settings_unless_disarmed(sim, make_nodes, tmp_path):
+    """RunPod wipes the container disk on a restart: settings, helper and daemon are gone. The next heartbeat
+    brings the settings along and arms the node again; a node disarmed on purpose stays disarmed."""
+    node = make_nodes(1, "runpod", prefix="wd-wiped")[0]
+    first = arm(sim, [node], tmp_path, watchdog_idle_timeout="1h")[node.name]
+    node.ssh(f"kill {first['pid']}; rm -rf ~/.bifrost")
+    sim.client.wait_until(lambda: not alive(first["pid"]), 15, "daemon gone")
+    hb = heartbeat(sim, [node], tmp_path, watchdog_idle_timeout="1h")[node.name]  # the pipeline's same vars
+    assert hb["changed"] and hb["restarted"] and hb["armed"] and hb["pid"] != first["pid"], hb
+    assert hb["config"]["instance_id"] == node.id and hb["config"]["idle_timeout"] == 3600, hb
+    proc = run_playbook(PLAYBOOKS / "arm.yml", sim.inventory([node], tmp_path / "inv.yml"),
+                        {"watchdog_state": "absent"}, json_output=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    sim.client.wait_until(lambda: not alive(hb["pid"]), 15, "daemon stopped")
+    again = heartbeat(sim, [node], tmp_path)[node.name]
+    assert not again["changed"] and not again["armed"], again
+    assert not wd_state(node) or not alive(wd_state(node).get("pid") or 0)
 
 
 def test_vast_onstart_hook_rearms_without_a_controller(sim, tmp_path):

@@ -84,7 +84,7 @@ class ActionModule(ActionBase):
         except HelperFailed as exc:
             return dict(result, failed=True, msg=str(exc))
         result.update(answer)
-        if args["state"] == "present" and not answer.get("failed") and not answer.get("credential"):
+        if "credential" in answer and not answer.get("failed") and not answer["credential"]:
             result.setdefault("warnings", []).append(
                 "%s gave this node no instance key (%s): the watchdog cannot destroy it; the reaper "
                 "(gpu.ops.reap) is the only backstop" % (args["provider"], answer.get("credential_source")))
@@ -93,10 +93,16 @@ class ActionModule(ActionBase):
     @staticmethod
     def _payload(args):
         state = args["state"]
+        if state == "heartbeat" and args["provider"]:
+            return "heartbeat", ActionModule._settings(args)  # to re-arm a node that lost its settings
         if state != "present":
             return {"heartbeat": "heartbeat", "absent": "disarm", "status": "status"}[state], {}
         if not args["provider"]:
             raise ValueError("provider is required with state=present (runpod or vast)")
+        return "arm", ActionModule._settings(args)
+
+    @staticmethod
+    def _settings(args):
         payload = {
             "provider": args["provider"], "instance_id": args["instance_id"], "run_id": args["run_id"],
             "expires_at": epoch(args["expires_at"], "expires_at"),
@@ -109,4 +115,4 @@ class ActionModule(ActionBase):
             raise ValueError("max_cost needs price_per_hour (the instance's price) to know when it is spent")
         if args["interval"] <= 0:
             raise ValueError("interval must be positive")
-        return "arm", payload
+        return payload

@@ -32,7 +32,9 @@ options:
   state:
     description:
       - V(present) writes the settings and starts the daemon unless it runs, and touches the heartbeat.
-      - V(heartbeat) only touches the heartbeat (and restarts the daemon when it is armed but not running).
+      - V(heartbeat) touches the heartbeat, restarts the daemon when it is armed but not running, and, when O(provider)
+        is given and the node lost its settings (RunPod wipes the container disk on a restart), arms it with the
+        settings given. A node disarmed with V(absent) is not re-armed by heartbeats.
       - V(absent) stops the daemon and removes its settings. V(status) reports what it last decided.
     type: str
     choices: [present, heartbeat, absent, status]

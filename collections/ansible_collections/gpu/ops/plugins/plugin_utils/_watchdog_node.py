@@ -11,7 +11,8 @@ Protocol (as every node helper): stdin starts with one JSON line of arguments; t
 Commands:
   arm        write the config, start the daemon unless one runs (restart it when its version is older),
              touch the heartbeat. Idempotent: changed only when the config or the daemon changed.
-  heartbeat  touch the heartbeat; restart the daemon when armed and it is not running (a restarted node).
+  heartbeat  touch the heartbeat; restart the daemon when armed and it is not running (a restarted node), or
+             arm it from the settings sent along when the node lost its own (a wiped container disk).
   disarm     stop the daemon and remove the config (home-lab nodes, or a run that keeps its instances).
   status     what the daemon last decided (read-only).
   run        the daemon itself (started by arm/heartbeat/resume, never by hand).
@@ -40,6 +41,7 @@ CONFIG = os.path.join(WD_DIR, "config.json")
 STATE = os.path.join(WD_DIR, "state.json")
 LOCK = os.path.join(WD_DIR, "lock")
 LOG = os.path.join(WD_DIR, "watchdog.log")
+DISARMED = os.path.join(WD_DIR, "disarmed")  # the controller disarmed it on purpose: heartbeats do not re-arm
 HEARTBEAT = os.path.join(ROOT, "heartbeat")
 JOBS = os.path.join(ROOT, "jobs")
 RESUME = os.path.join(ROOT, "bin", "gpuops-watchdog-resume")
@@ -470,6 +472,8 @@ def cmd_arm(args):
               "credential": bool(key), "credential_source": source, "log": LOG, "config": _public(cfg)}
     if args.get("_check_mode"):
         return dict(result, pid=pid if pid and pid > 0 else None)
+    if os.path.exists(DISARMED):
+        os.unlink(DISARMED)
     if config_changed:
         write_atomic(CONFIG, json.dumps(dict(cfg, armed_at=old.get("armed_at") or t), sort_keys=True) + "\n")
         log("armed" if not old else "config_changed", config=_public(cfg))
@@ -485,9 +489,20 @@ def cmd_arm(args):
 
 
 def cmd_heartbeat(args):
-    touch_heartbeat()
-    result = {"changed": False, "armed": load_config() is not None, "heartbeat": iso(now())}
-    if result["armed"] and not daemon_pid() and not args.get("_check_mode"):
+    """Touch the heartbeat. A node that restarted lost the daemon (and on RunPod the container disk with its
+    settings): start it again, from the settings on the node or, when they are gone, from the ones sent along."""
+    armed = load_config() is not None
+    if not armed and args.get("provider") in PROVIDERS and not os.path.exists(DISARMED):
+        if args.get("_check_mode"):
+            return {"changed": True, "armed": False, "restarted": True}
+        result = cmd_arm(args)
+        if not result.get("failed"):
+            log("rearmed", by="heartbeat", settings="sent with the heartbeat")
+        return dict(result, armed=not result.get("failed"), restarted=True, heartbeat=iso(now()))
+    if not args.get("_check_mode"):
+        touch_heartbeat()
+    result = {"changed": False, "armed": armed, "heartbeat": iso(now())}
+    if armed and not daemon_pid() and not args.get("_check_mode"):
         log("rearmed", by="heartbeat")  # the node restarted, or the daemon died: start it again
         result.update(changed=True, pid=spawn(), restarted=True)
     return result
@@ -497,6 +512,7 @@ def cmd_disarm(args):
     armed = load_config() is not None or bool(daemon_pid())
     if not armed or args.get("_check_mode"):
         return {"changed": armed}
+    write_atomic(DISARMED, iso(now()) + "\n")
     try:
         os.unlink(CONFIG)
     except OSError:
