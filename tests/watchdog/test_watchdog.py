@@ -174,6 +174,11 @@ def test_running_job_keeps_the_node(sim, make_nodes, tmp_path):
     state = wait_checked(sim, node, start + 3600)
     assert state["decision"] is None and state["jobs_active"] == ["long-1"], state
     assert node.id in live_ids(sim)
+    # the controller tears the node down itself: the watchdog goes with it, nothing is left running
+    assert alive(state["pid"])
+    sim.destroy(node)
+    assert_no_process_left(sim, node)
+    assert not alive(state["pid"])
 
 
 def test_budget_stops_the_job_then_destroys(sim, make_nodes, tmp_path):
