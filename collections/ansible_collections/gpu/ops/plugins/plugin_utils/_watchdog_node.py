@@ -214,9 +214,12 @@ def stop_jobs(grace):
         while time.monotonic() < end and any(pid_alive(p) for p in pids):
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+        for pid in pids:
+            if pid_alive(pid):  # only what is still there: a pid that ended may already be someone else's
+                _signal(pid, signal.SIGKILL)
         child = read_int(os.path.join(d, "child_pid"))
-        for pid in pids + ([-child] if child else []):  # a negative pid is the command's process group
-            _signal(pid, signal.SIGKILL)
+        if child and read_str(os.path.join(d, "status")) not in FINAL:
+            _signal(-child, signal.SIGKILL)  # the runner could not stop its command's process group
         stopped.append({"job_id": name, "status": read_str(os.path.join(d, "status"))})
     return stopped
 
