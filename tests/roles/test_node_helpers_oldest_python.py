@@ -1,4 +1,4 @@
-"""The node helpers (plugins/plugin_utils/_workspace_node.py, _collect_node.py) run on the node's Python,
+"""The node helpers (plugins/plugin_utils/_workspace_node.py, _collect_node.py, _watchdog_node.py) run on the node's Python,
 which can be as old as 3.9 (the collection's floor for node-side code). Run them there, as the action
 plugins do: ``python3 <helper> <command>`` with one JSON line and the payload on stdin."""
 
@@ -70,3 +70,54 @@ def test_collect_helper_on_python39(py39, tmp_path):
     stream = helper(py39, "collect", "tar", {"files": [[str(job / "status"), "status"]]})
     with tarfile.open(fileobj=io.BytesIO(stream), mode="r|") as tar:
         assert [(m.name, tar.extractfile(m).read()) for m in tar] == [("status", b"failed\n")]
+
+
+def test_watchdog_helper_on_python39(py39, tmp_path):
+    """arm -> the daemon (detached, one per node) -> an expired instance is destroyed with the instance's own key,
+    over HTTP to a test server standing in for Vast; then the daemon exits and says so in its log."""
+    import http.server
+    import threading
+    import time
+
+    seen: list = []
+
+    class Vast(http.server.BaseHTTPRequestHandler):
+        def do_DELETE(self):  # noqa: N802 (http.server's naming)
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = b'{"success": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Vast)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CONTAINER_ID": "42",
+           "CONTAINER_API_KEY": "instance-key-42", "VAST_API_URL": f"http://127.0.0.1:{server.server_port}"}
+    try:
+        proc = subprocess.run([py39, str(HELPERS / "_watchdog_node.py"), "arm"], env=env, capture_output=True,
+                              input=json.dumps({"provider": "vast", "instance_id": "42", "expires_at": time.time() + 2,
+                                                "interval": 0.1}).encode() + b"\n", check=False, timeout=30)
+        out = json.loads(proc.stdout)
+        assert out["changed"] and out["credential"] and out["pid"], (out, proc.stderr)
+        end = time.monotonic() + 20
+        while not seen and time.monotonic() < end:
+            time.sleep(0.05)  # polling the test server's record, bounded
+        assert seen == [("/api/v0/instances/42/", "Bearer instance-key-42")]
+        log = tmp_path / ".bifrost" / "watchdog" / "watchdog.log"
+        while time.monotonic() < end and '"destroyed"' not in log.read_text():
+            time.sleep(0.05)
+        events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+        assert events[:2] == ["armed", "started"] and events[-3:] == ["trigger", "destroying", "destroyed"], events
+    finally:
+        server.shutdown()
+        state = tmp_path / ".bifrost" / "watchdog" / "state.json"
+        pid = json.loads(state.read_text()).get("pid") if state.exists() else None
+        if pid:  # it exits by itself after destroying; a failed test must not leave it behind
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass

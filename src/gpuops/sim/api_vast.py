@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -317,7 +316,7 @@ def build_router(engine: Engine, auth) -> APIRouter:
             inst.intended = "stopped"
             inst.stop_reason = "user"
         return JSONResponse({"success": True, "new_contract": int(inst.id),
-                             "instance_api_key": secrets.token_hex(32)})
+                             "instance_api_key": inst.api_key})
 
     @route("/api/v1/instances", ["GET"])
     async def list_v1(request: Request):

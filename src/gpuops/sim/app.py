@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import api_graphql, api_runpod, api_vast
+from . import api_graphql, api_runpod, api_vast, instance_keys
 from .api_runpod import problem
 from .engine import Engine, Instance
 from .errors import ApiError, SimConfigError
@@ -172,19 +172,32 @@ def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdo
     def _ok(given: str | None, want: str) -> bool:
         return bool(given) and hmac.compare_digest(given.encode(), want.encode())
 
+    def _instance_key_ok(request: Request, api: str, provider: str, given: str | None) -> bool:
+        """True for an instance's own key used on its own instance; 403 for one used anywhere else."""
+        inst = engine.instance_by_key(given) if given else None
+        if inst is None or inst.provider != provider:
+            return False
+        path = request.url.path
+        if instance_keys.target_instance(api, request.method, path) != inst.id:
+            raise ApiError(403, instance_keys.refusal(api, inst.id, request.method, path),
+                           code="forbidden" if api == "vast" else "FORBIDDEN")
+        return True
+
     def auth_runpod(request: Request) -> None:
         given = _key_from(request, allow_query=False)
         if not given:
             raise ApiError(401, "missing bearer token")
-        if not _ok(given, keys["runpod"]):
+        if not _ok(given, keys["runpod"]) and not _instance_key_ok(request, "runpod", "runpod", given):
             raise ApiError(401, "invalid api key")
 
     def auth_graphql(request: Request) -> None:
-        if not _ok(_key_from(request, allow_query=True), keys["runpod"]):
+        given = _key_from(request, allow_query=True)
+        if not _ok(given, keys["runpod"]) and not _instance_key_ok(request, "graphql", "runpod", given):
             raise ApiError(401, "Unauthorized request, please check your API key.", code="UNAUTHENTICATED")
 
     def auth_vast(request: Request) -> None:
-        if not _ok(_key_from(request, allow_query=True), keys["vast"]):
+        given = _key_from(request, allow_query=True)
+        if not _ok(given, keys["vast"]) and not _instance_key_ok(request, "vast", "vast", given):
             raise ApiError(401, "Invalid user key", code="auth_error")
 
     def auth_admin(request: Request) -> None:

@@ -107,6 +107,8 @@ class Instance:
     gpu_fault: dict = field(default_factory=dict)
     label_extra: dict = field(default_factory=dict)
     run_gen: int = 0  # bumped by every start and stop: timers of an earlier run are void
+    # the instance's own API key (Vast CONTAINER_API_KEY, RunPod's pod-scoped RUNPOD_API_KEY): see instance_keys
+    api_key: str = field(default_factory=lambda: secrets.token_hex(32))
 
     @property
     def live(self) -> bool:
@@ -119,6 +121,7 @@ class Instance:
                 del d[k]
         d.pop("keys", None)
         d.pop("env", None)
+        d.pop("api_key", None)
         return d
 
 
@@ -157,6 +160,12 @@ class Engine:
         self._closing = False
         self.stats: dict[str, int] = {}
         self.balance_limit = float(catalog.settings.get("runpod_balance", 500.0))
+        # what a node needs to reach "its provider" (the server sets these once it listens): the same override
+        # variables the modules honour, so the real path (public URLs, no variable) is untouched
+        self.api_urls: dict[str, str] = {}
+        # the virtual clock's offset, for nodes (their processes read wall time): GPUOPS_CLOCK_OFFSET_FILE
+        self.clock_file = self.state_dir / "clock_offset"
+        self._write_clock_file()
 
     # ------------------------------------------------------------------ lifecycle of the engine
     async def begin(self) -> None:
@@ -225,8 +234,17 @@ class Engine:
     def advance_clock(self, seconds: float) -> None:
         self._bill_all()
         self.clock.advance(seconds)
+        self._write_clock_file()
         self._bill_all()
         self._wake.set()
+
+    def _write_clock_file(self) -> None:
+        tmp = self.clock_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(f"{self.clock.offset!r}\n")
+            os.replace(tmp, self.clock_file)
+        except OSError:
+            log.warning("could not write %s: nodes will not see the virtual clock", self.clock_file)
 
     async def _on_timer(self, inst: Instance, action: str) -> None:
         action, _, gen = action.partition(":")
@@ -442,10 +460,27 @@ class Engine:
         env = dict(inst.env)
         if inst.provider == "runpod":
             env.update(RUNPOD_POD_ID=inst.id, RUNPOD_PUBLIC_IP=inst.ip, RUNPOD_GPU_COUNT=str(inst.gpu_count),
-                       RUNPOD_POD_HOSTNAME=f"{inst.id}-{inst.host_id}")
+                       RUNPOD_POD_HOSTNAME=f"{inst.id}-{inst.host_id}", RUNPOD_API_KEY=inst.api_key)
         else:
-            env.update(VAST_CONTAINERLABEL=f"C.{inst.id}", CONTAINER_ID=str(inst.id), PUBLIC_IPADDR=inst.ip)
+            env.update(VAST_CONTAINERLABEL=f"C.{inst.id}", CONTAINER_ID=str(inst.id), PUBLIC_IPADDR=inst.ip,
+                       CONTAINER_API_KEY=inst.api_key)
+        env.update(self.node_sim_env(inst.provider))
         return env
+
+    def node_sim_env(self, provider: str) -> dict[str, str]:
+        """Only the simulator sets these on a node: where the provider's API is, and the virtual clock."""
+        env = {"GPUOPS_CLOCK_OFFSET_FILE": str(self.clock_file)}
+        name = {"runpod": "RUNPOD_API_URL", "vast": "VAST_API_URL"}[provider]
+        if provider in self.api_urls:
+            env[name] = self.api_urls[provider]
+        return env
+
+    def instance_by_key(self, key: str) -> Instance | None:
+        """The live instance whose own API key this is (a terminated instance's key is unknown)."""
+        for inst in self.instances.values():
+            if secrets.compare_digest(inst.api_key, key):
+                return inst
+        return None
 
     # ------------------------------------------------------------------ stop / start / terminate
     async def _stop_node(self, inst: Instance, reason: str) -> None:

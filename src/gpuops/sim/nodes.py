@@ -386,7 +386,9 @@ class NodeManager:
             **self.nss_env(spec.instance_id),
         }
         for k in ("RUNPOD_POD_ID", "RUNPOD_PUBLIC_IP", "RUNPOD_TCP_PORT_22", "VAST_CONTAINERLABEL",
-                  "VAST_TCP_PORT_22", "CONTAINER_ID", "PUBLIC_IPADDR"):
+                  "VAST_TCP_PORT_22", "CONTAINER_ID", "PUBLIC_IPADDR", "RUNPOD_API_KEY", "CONTAINER_API_KEY",
+                  # simulator only: the API's address and the virtual clock (absent on the clouds)
+                  "RUNPOD_API_URL", "VAST_API_URL", "GPUOPS_CLOCK_OFFSET_FILE"):
             if k in spec.env:
                 setenv[k] = spec.env[k]
         lines = [f"ListenAddress {spec.ip}:{p}" for p in ports]

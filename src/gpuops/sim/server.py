@@ -73,6 +73,7 @@ def serve(state_dir: Path, host: str = "127.0.0.1", port: int = 0, catalog: str 
                         stream=sys.stderr)
 
     engine = Engine(cat, state_dir)
+    engine.api_urls = {"runpod": f"{url}/v2", "vast": url}
     engine.faults.add(initial_faults)
     server_holder: dict = {}
 
