@@ -144,6 +144,21 @@ class Provider:
         raise NotImplementedError
 
 
+def reconcile_ambiguous(provider, name, err):
+    """After an ambiguous create (5xx or timeout): the instance named ``name`` if the create happened, else None.
+
+    When the lookup itself fails nobody can tell, so the AmbiguousError is raised with
+    ``details['lookup_failed']`` set: the caller must not create ``name`` anywhere else.
+    """
+    try:
+        found = provider.find_by_name(name)
+    except ApiError as e:
+        err.details["lookup_failed"] = True
+        err.message = "%s; looking for %r afterwards failed too: %s" % (err.message, name, e.message)
+        raise err from None
+    return found[0] if found else None
+
+
 def filter_instances(instances, name=None, name_prefix=None, ids=None, run_id=None, owner=None, statuses=None):
     out = []
     ids = set(str(i) for i in ids) if ids else None

@@ -27,6 +27,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     gpu_tokens,
     labels_from_env,
     labels_to_env,
+    reconcile_ambiguous,
     version_key,
 )
 
@@ -315,12 +316,13 @@ class RunPodProvider(Provider):
                 resp = self._call("POST", "/pods", json_body=self._create_body(spec), ok=(200, 201),
                                   idempotent=False, what="create pod %r" % spec["name"])
                 return self.to_instance(resp.data or {})
-            except http.AmbiguousError:
-                found = self.find_by_name(spec["name"])
+            except http.AmbiguousError as e:
+                found = reconcile_ambiguous(self, spec["name"], e)
                 if found:
-                    return found[0]
+                    return found
                 if attempts >= 3:
                     raise
+                self.rest.pause(attempts)
 
     def create_from_offer(self, offer, spec):
         spec = dict(spec)

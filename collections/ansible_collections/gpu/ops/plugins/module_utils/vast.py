@@ -29,6 +29,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     decode_vast_label,
     encode_vast_label,
     labels_to_env,
+    reconcile_ambiguous,
     utc_iso,
 )
 
@@ -264,12 +265,13 @@ class VastProvider(Provider):
                 resp = self._call("PUT", "/api/v0/asks/%s/" % ask, json_body=body, idempotent=False,
                                   what="rent offer %s" % ask)
                 break
-            except http.AmbiguousError:
-                found = self.find_by_name(spec["name"])
+            except http.AmbiguousError as e:
+                found = reconcile_ambiguous(self, spec["name"], e)
                 if found:
-                    return found[0]
+                    return found
                 if attempts >= 3:
                     raise
+                self.client.pause(attempts)
         data = resp.data or {}
         if not data.get("success", True) or not data.get("new_contract"):
             raise http.ApiError("Vast API rent offer %s: %s" % (ask, http.error_text(data, resp.text)),
