@@ -14,7 +14,7 @@ description:
   - Lists every configured provider once (every page) and destroys the instances that carry gpu.ops labels
     (C(run_id) and C(owner)), belong to O(owner) (or to anyone with O(all_owners)), and either are expired
     (C(expires_at) in the past), belong to a run whose record C(<runs_dir>/<run_id>/run.json) says it was torn down
-    or ended (C(torn_down: true) or a final C(status)), or belong to a run named in O(run_ids).
+    or ended (C(torn_down=true) or a final C(status)), or belong to a run named in O(run_ids).
   - Never touches an instance without gpu.ops labels, nor one of another owner unless O(all_owners=true).
   - Safe to run any time and on a schedule; a second run changes nothing.
   - "When a provider's listing fails (HTTP errors, a retired endpoint answering 410) the module fails and names the
@@ -46,7 +46,7 @@ options:
   runs_dir:
     description:
       - Directory of the run records (C(<runs_dir>/<run_id>/run.json)). An instance of a run whose record says
-        C(torn_down: true) or a final C(status) (succeeded, failed, budget_exceeded, preempted, cancelled) is reaped.
+        C(torn_down=true) or a final C(status) (succeeded, failed, budget_exceeded, preempted, cancelled) is reaped.
       - Without it, run records are not read.
     type: path
   providers:
