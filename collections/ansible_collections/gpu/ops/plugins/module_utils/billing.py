@@ -178,8 +178,8 @@ def _sum(rows, pairs):
 
 def report_lines(rep):
     """A short text report: total, then spend per run, owner and day."""
-    lines = ["billed %s .. %s: %.4f USD over %d instance(s)" % (rep["since"], rep["until"], rep["total_usd"],
-                                                              len(rep["instances"]))]
+    head = (rep["since"], rep["until"], rep["total_usd"], len(rep["instances"]))
+    lines = ["billed %s .. %s: %.4f USD over %d instance(s)" % head]
     estimates = {r["run_id"]: r.get("estimated_usd") for r in rep.get("runs") or []}
     for title, key in (("run", "by_run"), ("owner", "by_owner"), ("day", "by_day"), ("provider", "by_provider")):
         for k, v in rep[key].items():

@@ -129,14 +129,14 @@ def test_report_splits_per_run_owner_day(tmp_path):
         "instances": [{"provider": "runpod", "id": "gone1", "name": "a-0"}]}))
     (tmp_path / "run-a" / "cost.json").write_text(json.dumps({"instances": [{"estimated_usd": 1.0},
                                                                             {"estimated_usd": 0.5}]}))
-    live = Instance(id="live1", name="b-0", provider="runpod", status="running", labels={"run_id": "run-b",
-                                                                                          "owner": "bo"})
+    live = Instance(id="live1", name="b-0", provider="runpod", status="running",
+                    labels={"run_id": "run-b", "owner": "bo"})
     rp = FakeBills("runpod", [bill_record("runpod", "gone1", "2026-11-30", 1.0),
                               bill_record("runpod", "gone1", "2026-12-01", 0.5),
                               bill_record("runpod", "live1", "2026-12-01", 2.0),
                               bill_record("runpod", "stranger", "2026-12-01", 0.1)], instances=[live])
-    v = FakeBills("vast", [bill_record("vast", "7", "2026-12-01", 0.25, name="c-0", labels={"run_id": "run-c",
-                                                                                             "owner": "al"})])
+    v = FakeBills("vast", [bill_record("vast", "7", "2026-12-01", 0.25, name="c-0",
+                                       labels={"run_id": "run-c", "owner": "al"})])
     rep = billing.report({"runpod": rp, "vast": v}, NOW - 2 * 86400, NOW, runs_dir=str(tmp_path))
     assert rep["by_run"] == {"(unknown)": 0.1, "run-a": 1.5, "run-b": 2.0, "run-c": 0.25}
     assert rep["by_owner"] == {"(unknown)": 0.1, "al": 1.75, "bo": 2.0}
