@@ -82,6 +82,22 @@ def test_create_is_retried_on_429_but_every_5xx_is_ambiguous(api, status):
     assert len(api.requests) == 1  # never sent twice: the caller must look first
 
 
+def test_a_timeout_answering_a_create_is_ambiguous_and_a_read_is_retried(api):
+    import time
+
+    def slow(req):
+        time.sleep(1.2)  # the client waits at least 0.5 s
+        return 201, {"id": "late"}
+
+    api.add("POST", "/v2/pods", slow)
+    with pytest.raises(http.AmbiguousError) as e:
+        client(api, timeout=0.2).request("POST", "/pods", json_body={}, idempotent=False)
+    assert e.value.category == http.AMBIGUOUS and "may have been processed" in e.value.message
+    assert len(api.calls("POST", "/v2/pods")) == 1
+    api.add("GET", "/v2/pods", slow, (200, {"pods": []}))
+    assert client(api, timeout=0.2).get("/pods").data == {"pods": []}
+
+
 def test_a_5xx_that_names_a_definite_refusal_stays_definite(api):
     def classify(status, body, text):
         return http.NO_CAPACITY if "no longer any instances" in text else http.default_category(status, body, text)
