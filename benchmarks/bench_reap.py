@@ -60,6 +60,25 @@ def calls(sim) -> dict:
             "destroy": sum(n for k, n in per.items() if " DELETE " in f" {k.split(' ', 1)[1]}")}
 
 
+def in_process(sim, destroy: bool) -> tuple[float, float]:
+    """The reaper's own time (module_utils, no Ansible start-up): (list + decide, destroy) seconds."""
+    sys.path.insert(0, str(REPO / "collections"))
+    from ansible_collections.gpu.ops.plugins.module_utils import reaper
+    from ansible_collections.gpu.ops.plugins.module_utils.runpod import RunPodProvider
+    from ansible_collections.gpu.ops.plugins.module_utils.vast import VastProvider
+
+    e = sim.env
+    provs = {"runpod": RunPodProvider(e["RUNPOD_API_KEY"], e["RUNPOD_API_URL"], e["RUNPOD_GRAPHQL_URL"]),
+             "vast": VastProvider(e["VAST_API_KEY"], e["VAST_API_URL"])}
+    r = reaper.Reaper(provs, owner=OWNER)
+    t0 = time.perf_counter()
+    r.plan()
+    t1 = time.perf_counter()
+    if destroy:
+        r.reap()
+    return t1 - t0, time.perf_counter() - t1
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="gpuops-bench-reap-"))
     floor_pb = work / "floor.yml"
@@ -99,6 +118,9 @@ def main() -> int:
         rows.append([f"reap --check, {n} expired", stats(check)["median"], check_calls["runpod_list"],
                      check_calls["vast_list_pages"], check_calls["destroy"]])
 
+        plan_in = [in_process(sim, destroy=False)[0] for _ in range(RUNS)]
+        rows.append([f"  in-process: list + decide, {n} expired", stats(plan_in)["median"], 1, 20, 0])
+
         sim.client.reset_stats()
         real, out = run(reap, env)
         real_calls = calls(sim)
@@ -106,9 +128,13 @@ def main() -> int:
         assert not left and f"{n} instance(s)" in out, (len(left), out[-2000:])
         rows.append([f"reap, {n} expired, destroyed", real, real_calls["runpod_list"],
                      real_calls["vast_list_pages"], real_calls["destroy"]])
+        fill(sim, iso(time.time() - 60))
+        _plan, destroy_in = in_process(sim, destroy=True)
+        rows.append([f"  in-process: destroy {n} (8 at a time)", destroy_in, "-", "-", n])
     result.update({"floor_s": stats(floor), "none_due_s": stats(idle), "check_all_expired_s": stats(check),
                    "destroy_all_s": round(real, 3), "calls_none_due": idle_calls, "calls_check": check_calls,
-                   "calls_destroy": real_calls, "goal_s": 5.0})
+                   "calls_destroy": real_calls, "in_process_plan_s": stats(plan_in),
+                   "in_process_destroy_s": round(destroy_in, 3), "goal_s": 5.0})
     print(f"\ngpu.ops.reap over {n} labelled instances (median of {RUNS}; the destroying run once)")
     print(table(["measurement", "seconds", "RunPod lists", "Vast list pages", "destroy calls"], rows))
     write_result("reap", result)
