@@ -38,6 +38,7 @@ options:
     description:
       - End of the window (exclusive), in the same forms as O(since), or C(now) (the default).
     type: str
+    aliases: [to]
   runs_dir:
     description:
       - Directory of the run records (C(<runs_dir>/<run_id>/run.json), C(cost.json)) that map instances to runs and
@@ -160,7 +161,7 @@ def main():
     m = GpuOpsModule(dict(
         instances=dict(type="list", elements="dict"),
         since=dict(type="str"),
-        until=dict(type="str"),
+        until=dict(type="str", aliases=["to"]),
         runs_dir=dict(type="path"),
         owner=dict(type="str"),
         providers=dict(type="list", elements="str"),
