@@ -115,6 +115,8 @@ def main() -> int:
             assert f"{n} instance(s)" in out, out[-2000:]
             check.append(dt)
         check_calls = calls(sim)
+        pages = -(-PER_PROVIDER // 25)  # Vast's list: 25 a page
+        assert (check_calls["runpod_list"], check_calls["vast_list_pages"]) == (1, pages), check_calls
         rows.append([f"reap --check, {n} expired", stats(check)["median"], check_calls["runpod_list"],
                      check_calls["vast_list_pages"], check_calls["destroy"]])
 
