@@ -121,7 +121,7 @@ def main() -> int:
                      check_calls["vast_list_pages"], check_calls["destroy"]])
 
         plan_in = [in_process(sim, destroy=False)[0] for _ in range(RUNS)]
-        rows.append([f"  in-process: list + decide, {n} expired", stats(plan_in)["median"], 1, 20, 0])
+        rows.append([f"  in-process: list + decide, {n} expired", stats(plan_in)["median"], 1, pages, 0])
 
         sim.client.reset_stats()
         real, out = run(reap, env)
