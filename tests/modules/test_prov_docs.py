@@ -11,8 +11,8 @@ import yaml
 
 from gpuops.testing import REPO, ansible_env
 
-MODULES = ["gpu_instance", "gpu_offer_info", "runpod_instance", "runpod_instance_info", "vast_instance",
-           "vast_instance_info"]
+MODULES = ["cost_info", "gpu_instance", "gpu_offer_info", "reap", "runpod_instance", "runpod_instance_info",
+           "vast_instance", "vast_instance_info"]
 AUTH = {"runpod_api_key", "runpod_api_url", "runpod_graphql_url", "vast_api_key", "vast_api_url", "api_timeout",
         "api_deadline"}
 COLL = REPO / "collections" / "ansible_collections" / "gpu" / "ops"

@@ -289,6 +289,9 @@ def test_runpod_v2_requests_and_answers_match_spec(sim, sim_faults, rp, runpod_s
     rp.get("/catalog/gpus", params={"include": "AVAILABILITY"})  # 400
     keys = rp.get("/account/ssh-keys").json()["keys"]
     rp.put("/account/ssh-keys", json={"keys": keys})
+    rp.get("/billing/pods", params={"podId": pid, "bucketSize": "day"})
+    rp.get("/billing/pods", params={"lastN": 3, "bucketSize": "hour"})
+    rp.get("/billing/pods", params={"bucketSize": "fortnight"})  # 400
     # errors
     rp.get("/pods/nosuchpod00000")  # 404
     rp.post("/pods", json={**pod_body("x"), "bogus": True})  # 422
@@ -438,6 +441,11 @@ def test_vast_requests_and_answers_match_spec(sim, sim_faults, vast, vast_spec, 
             "cancel_unavail": True}
     r = vast.put(f"/api/v0/asks/{offer['id']}/", json=body)
     assert r.status_code == 200, r.text
+    now = int(sim.client.advance(0)["now"])
+    vast.get("/api/v0/charges/", params={"select_filters": json.dumps({"day": {"gte": now - 86400, "lte": now + 60},
+                                                                       "type": {"in": ["instance"]}}),
+                                         "limit": 5, "latest_first": "true"})
+    vast.get("/api/v0/charges/", params={"select_filters": json.dumps({"type": {"in": ["instance"]}})})  # 400
     iid = r.json()["new_contract"]
     try:
         vast.put(f"/api/v0/asks/{offer['id']}/", json=body)  # 410

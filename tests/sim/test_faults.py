@@ -67,6 +67,36 @@ def test_server_errors(rp, gql, vast, sim_faults):
     assert rp.get("/pods").status_code == 200
 
 
+def test_applied_server_error_acts_then_answers_5xx(sim, rp, vast, sim_faults, uid, cleanup):
+    """The create happens, but the client gets a 500: what a gateway does when the backend committed."""
+    sim_faults.add_faults('faults: [{type: server_error, status: 500, applied: true, api: runpod, endpoint: "POST /v2/pods"},'
+                          ' {type: server_error, status: 502, applied: true, api: vast, endpoint: "PUT /api/v0/asks/*"}]')
+    r = rp.post("/pods", json=pod_body(f"ap-{uid}"))
+    assert r.status_code == 500 and r.json()["status"] == 500
+    made = [p for p in rp.get("/pods").json()["pods"] if p["name"] == f"ap-{uid}"]
+    assert len(made) == 1
+    cleanup("runpod", made[0]["id"])
+    offer = cheapest_vast_offer(vast)
+    r = vast.put(f"/api/v0/asks/{offer['id']}/", json={"image": "img", "label": f"apv-{uid}"})
+    assert r.status_code == 502 and r.json()["success"] is False
+    rows = vast.get("/api/v1/instances/", params={"select_filters": '{"label": {"eq": "apv-%s"}}' % uid}).json()
+    assert rows["instances_found"] == 1
+    cleanup("vast", rows["instances"][0]["id"])
+    assert rp.post("/pods", json=pod_body(f"ap2-{uid}")).status_code == 201  # spent after one
+    cleanup("runpod", [p for p in rp.get("/pods").json()["pods"] if p["name"] == f"ap2-{uid}"][0]["id"])
+
+
+def test_endpoint_gone_answers_410_in_each_vendors_shape(rp, vast, sim_faults):
+    sim_faults.add_faults('faults: [{type: endpoint_gone, api: runpod, endpoint: "GET /v2/pods"},'
+                          ' {type: endpoint_gone, api: vast, endpoint: "GET /api/v1/instances"}]')
+    r = rp.get("/pods")
+    assert r.status_code == 410 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["title"] == "Gone"
+    r = vast.get("/api/v1/instances/")
+    assert r.status_code == 410 and r.json()["error"] == "deprecated_endpoint" and r.json()["success"] is False
+    assert rp.get("/pods").status_code == 200 and vast.get("/api/v1/instances/").status_code == 200
+
+
 # ------------------------------------------------------------------------------------------ create faults
 def test_no_capacity_for_given_offers(sim, rp, gql, vast, sim_faults, uid, cleanup):
     offers = vast.post("/api/v0/bundles/", json={"gpu_name": {"eq": "RTX 4090"},
@@ -293,7 +323,8 @@ def test_bad_faults_are_rejected_with_one_line(sim_faults):
                        ("faults: [{type: gpu}]", "gpu fault needs"),
                        ("faults: [{type: preempt, when: 1}]", "unknown key"),
                        ("faults: [{type: no_capacity, match: {region: x}}]", "unknown match key"),
-                       ("faults: [{type: server_error, status: 404}]", "5xx"), ("other: []", "top-level key")]:
+                       ("faults: [{type: server_error, status: 404}]", "5xx"), ("other: []", "top-level key"),
+                       ("faults: [{type: rate_limit, applied: true}]", "unknown key")]:
         r = requests.post(url, data=text.encode(), headers=hdr, timeout=10)
         assert r.status_code == 400 and part in r.json()["detail"] and "\n" not in r.json()["detail"], (text, r.text)
     assert sim_faults.request("GET", "/_sim/faults")["faults"] == []

@@ -107,6 +107,96 @@ def _manufacturer(name: str) -> str:
     return up if up in ("NVIDIA", "AMD") else "UNKNOWN"
 
 
+BUCKETS = ("hour", "day", "week", "month", "year")
+
+
+def parse_rfc3339(value: str, what: str) -> float:
+    try:
+        d = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{what} must be an RFC 3339 date-time, got {value!r}") from None
+    if d.tzinfo is None:
+        raise ApiError(400, f"{what} must carry a time zone (RFC 3339), got {value!r}")
+    return d.timestamp()
+
+
+def bucket_floor(ts: float, size: str) -> float:
+    """Start of the UTC bucket holding ``ts`` (weeks start on Monday)."""
+    d = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    if size == "hour":
+        d = d.replace(minute=0, second=0, microsecond=0)
+    else:
+        d = d.replace(hour=0, minute=0, second=0, microsecond=0)
+        if size == "week":
+            d -= dt.timedelta(days=d.weekday())
+        elif size == "month":
+            d = d.replace(day=1)
+        elif size == "year":
+            d = d.replace(month=1, day=1)
+    return d.timestamp()
+
+
+def bucket_next(start: float, size: str) -> float:
+    d = dt.datetime.fromtimestamp(start, dt.timezone.utc)
+    if size in ("hour", "day", "week"):
+        return start + {"hour": 3600, "day": 86400, "week": 7 * 86400}[size]
+    if size == "month":
+        return (d.replace(year=d.year + 1, month=1) if d.month == 12 else d.replace(month=d.month + 1)).timestamp()
+    return d.replace(year=d.year + 1).timestamp()
+
+
+def billing_window(q, now: float) -> tuple[float, float, str]:
+    """(start, end, bucketSize) of a /v2/billing query: snapped to bucket boundaries as the spec says."""
+    size = q.get("bucketSize", "day")
+    if size not in BUCKETS:
+        raise ApiError(400, f"bucketSize must be one of {', '.join(BUCKETS)}")
+    if q.get("lastN") is not None:
+        if q.get("startTime") or q.get("endTime"):
+            raise ApiError(400, "lastN is mutually exclusive with startTime/endTime")
+        try:
+            n = int(q["lastN"])
+        except ValueError:
+            raise ApiError(400, "lastN must be an integer") from None
+        if n < 1:
+            raise ApiError(400, "lastN must be at least 1")
+        end = bucket_next(bucket_floor(now, size), size)
+        start = end
+        for _ in range(n):
+            start = bucket_floor(start - 1, size)
+        return start, end, size
+    start = parse_rfc3339(q["startTime"], "startTime") if q.get("startTime") else now - 30 * 86400
+    end = parse_rfc3339(q["endTime"], "endTime") if q.get("endTime") else now
+    if end <= start:
+        raise ApiError(400, "endTime must be after startTime")
+    start = bucket_floor(start, size)
+    snapped = bucket_floor(end, size)
+    return start, (end if snapped == end else bucket_next(snapped, size)), size
+
+
+def pod_billing(engine: Engine, q) -> dict:
+    """GET /v2/billing/pods: one record per pod per bucket with pod spend, from the simulator's ledger."""
+    start, end, size = billing_window(q, engine.clock.now())
+    pod_id = q.get("podId")
+    records = []
+    for inst in engine.all_instances():
+        if inst.provider != "runpod" or (pod_id and inst.id != pod_id):
+            continue
+        buckets: dict[float, float] = {}
+        for hour, (gpu, disk) in engine.usage_amounts(inst, start, end).items():
+            b = bucket_floor(hour, size)
+            buckets[b] = buckets.get(b, 0.0) + gpu + disk
+        for b in sorted(buckets):
+            amount = round(buckets[b], 6)
+            records.append({"startTime": iso(b), "endTime": iso(bucket_next(b, size)), "podId": inst.id,
+                            "totalAmount": amount, "gpuAmount": amount, "cpuAmount": 0.0, "diskAmount": 0.0})
+    records.sort(key=lambda r: (r["startTime"], r["podId"]))
+    total = round(sum(r["totalAmount"] for r in records), 6)
+    return {"records": records, "metadata": {
+        "query": {"startTime": iso(start), "endTime": iso(end), "bucketSize": size, "podId": pod_id},
+        "recordCount": len(records), "uniquePodCount": len({r["podId"] for r in records}),
+        "totals": {"totalAmount": total, "gpuAmount": total, "cpuAmount": 0.0, "diskAmount": 0.0}}}
+
+
 def build_router(engine: Engine, auth) -> APIRouter:
     r = APIRouter()
 
@@ -299,6 +389,11 @@ def build_router(engine: Engine, auth) -> APIRouter:
             raise ApiError(422, "Request validation failed.", errors=pydantic_errors(e)) from None
         engine.runpod_account_keys = list(req.keys)
         return JSONResponse({"keys": list(engine.runpod_account_keys)})
+
+    @r.get("/v2/billing/pods")
+    async def billing_pods(request: Request):
+        auth(request)
+        return JSONResponse(pod_billing(engine, request.query_params))
 
     @r.api_route("/v1/{rest:path}", methods=["GET", "POST", "PATCH", "DELETE", "PUT"])
     async def v1_gone(rest: str, request: Request):

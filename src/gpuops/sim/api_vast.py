@@ -174,6 +174,50 @@ def instance_json(engine: Engine, inst: Instance) -> dict:
     }
 
 
+def _charge_window(raw: str | None) -> tuple[float, float, set[str] | None]:
+    """(gte, lte, types) from /api/v0/charges select_filters; 400 in the spec's shape when day is missing."""
+    try:
+        f = json.loads(raw) if raw else {}
+    except ValueError:
+        raise ApiError(400, "Error in query parameters: select_filters is not valid JSON",
+                       code="invalid_request") from None
+    day = f.get("day") if isinstance(f, dict) else None
+    if not isinstance(day, dict) or "gte" not in day or "lte" not in day:
+        raise ApiError(400, "Must provide both 'day' gte and lte filters for instance charges")
+    types = None
+    if isinstance(f.get("type"), dict) and "in" in f["type"]:
+        types = {str(t) for t in f["type"]["in"]}
+    try:
+        return float(day["gte"]), float(day["lte"]), types
+    except (TypeError, ValueError):
+        raise ApiError(400, "Error in query parameters: day bounds must be unix seconds",
+                       code="invalid_request") from None
+
+
+def charge_entry(engine: Engine, inst: Instance, gte: float, lte: float) -> dict | None:
+    """One instance contract's charges in [gte, lte] (hours that begin in it), per the spec's table format."""
+    hours = engine.usage_amounts(inst, gte, lte + 1)
+    if not hours:
+        return None
+    gpu = sum(g for g, _ in hours.values())
+    disk = sum(d for _, d in hours.values())
+    first, last = min(hours), max(hours) + 3600
+    end = int(inst.terminated_at or engine.clock.now())
+    gpu_hours = inst.gpu_seconds / 3600.0
+    items = [{"start": int(first), "end": int(last), "type": "gpu", "source": None,
+              "description": f"{gpu_hours:.3f} hours at ${inst.price_per_hour:.3f}/hour", "amount": round(gpu, 3),
+              "metadata": {}, "items": []},
+             {"start": int(first), "end": int(last), "type": "disk", "source": None,
+              "description": f"{inst.disk_gb:g} GB storage", "amount": round(disk, 3), "metadata": {}, "items": []}]
+    days = max(1, round((end - inst.created_at) / 86400))
+    entry = {"start": int(inst.created_at), "end": end, "type": "instance", "source": f"instance-{inst.id}",
+             "description": f"Instance {inst.id} Charges - {days} day{'s' if days != 1 else ''}",
+             "amount": round(gpu + disk, 3), "metadata": {}, "items": items}
+    if inst.name:
+        entry["metadata"]["label"] = inst.name
+    return entry
+
+
 def build_router(engine: Engine, auth) -> APIRouter:
     r = APIRouter()
 
@@ -497,6 +541,36 @@ def build_router(engine: Engine, auth) -> APIRouter:
         if len(engine.vast_account_keys) == before:  # the spec answers an unknown key id with 400 no_ssh_key
             raise ApiError(400, "No ssh key provided", code="no_ssh_key")
         return JSONResponse({"success": True})
+
+    @route("/api/v0/charges", ["GET"])
+    async def charges(request: Request):
+        auth(request)
+        q = request.query_params
+        gte, lte, types = _charge_window(q.get("select_filters"))
+        try:
+            limit = min(500, max(1, int(q.get("limit", "100"))))
+        except ValueError:
+            raise ApiError(400, "Error in query parameters: limit must be an integer", code="invalid_request") from None
+        rows = []
+        if types is None or "instance" in types:  # the simulator has no volumes or serverless contracts
+            for inst in engine.all_instances():
+                entry = charge_entry(engine, inst, gte, lte) if inst.provider == "vast" else None
+                if entry:
+                    rows.append(entry)
+        latest = q.get("latest_first", "true").lower() not in ("false", "0")
+        rows.sort(key=lambda e: (e["start"], e["source"]), reverse=latest)
+        start = 0
+        if q.get("after_token"):
+            try:
+                start = int(json.loads(base64.urlsafe_b64decode(q["after_token"].encode()).decode())["values"]["pos"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(400, "Invalid pagination token", code="invalid_token") from None
+        page = rows[start:start + limit]
+        nxt = None
+        if start + limit < len(rows):
+            nxt = base64.urlsafe_b64encode(json.dumps({"values": {"pos": start + limit}}).encode()).decode()
+        return JSONResponse({"success": True, "count": len(page), "total": len(rows), "next_token": nxt,
+                             "results": page})
 
     return r
 

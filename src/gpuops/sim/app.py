@@ -71,6 +71,19 @@ class Recorder:
                 "per_endpoint": {f"{api} {ep}": n for (api, ep), n in sorted(self.counts.items())}}
 
 
+async def _swallow(msg) -> None:
+    """An ASGI send that drops the response (the answer a client never gets)."""
+
+
+def fault_error(api: str, fault) -> ApiError:
+    """The vendor-shaped error of a 5xx or endpoint_gone request fault."""
+    if fault.type == "endpoint_gone":
+        if api == "vast":
+            return ApiError(410, "this endpoint is deprecated and no longer available", code="deprecated_endpoint")
+        return ApiError(410, "This endpoint has been retired.", title="Gone")
+    return ApiError(fault.status, "upstream service temporarily unavailable", code="server_error")
+
+
 class SimMiddleware:
     """Pure ASGI: count, inject request-level faults, record request and response status."""
 
@@ -110,13 +123,19 @@ class SimMiddleware:
             await send(msg)
 
         fault = self.engine.faults.take_request_fault(api, method, path)
-        if fault is not None:
+        if fault is not None and fault.applied:
+            # the backend acts on the request, then the answer is lost to a 5xx on the way back
+            await self.app(scope, recv, _swallow)
+            await render_error(api, fault_error(api, fault))(scope, recv, snd)
+        elif fault is not None:
             # drain the body so the recorder sees it, then answer with the fault
             while True:
                 m = await recv()
                 if m["type"] != "http.request" or not m.get("more_body"):
                     break
-            if fault.type == "rate_limit":
+            if fault.type == "endpoint_gone":
+                err = fault_error(api, fault)
+            elif fault.type == "rate_limit":
                 headers = {}
                 if api in ("runpod", "graphql") and fault.retry_after is not None:
                     headers["Retry-After"] = str(int(fault.retry_after) if float(fault.retry_after).is_integer()
@@ -127,8 +146,7 @@ class SimMiddleware:
                 else:
                     err = ApiError(429, "rate limit exceeded for the minute window", headers=headers)
             else:
-                err = ApiError(fault.status, "upstream service temporarily unavailable",
-                               code="server_error")
+                err = fault_error(api, fault)
             resp = render_error(api, err)
             await resp(scope, recv, snd)
         else:
@@ -318,6 +336,9 @@ def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdo
             raise ApiError(400, "provider must be runpod or vast")
         count = int(data.get("count", 1))
         prefix = data.get("name_prefix", "bulk-")
+        # what a client would have set at create time: pod env (both providers), Vast label text after the name
+        env = {str(k): str(v) for k, v in (data.get("env") or {}).items()}
+        suffix = str(data.get("label_suffix") or "")
         made = []
         rp_types = list(engine.catalog.runpod_gpu_types.values())
         machines = list(engine.catalog.vast_machines.values())
@@ -327,13 +348,13 @@ def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdo
                 inst = Instance(id=engine.new_runpod_id(), provider="runpod", name=f"{prefix}{n}", hardware=t.hardware,
                                 gpu_type=t.id, gpu_count=1, price_per_hour=t.price["secure"], image="bulk",
                                 created_at=engine.clock.now(), ports=["22/tcp"], api_only=True,
-                                data_center=t.data_centers[0], cuda_version=t.cuda_versions[-1])
+                                data_center=t.data_centers[0], cuda_version=t.cuda_versions[-1], env=dict(env))
             else:
                 m = machines[n % len(machines)]
-                inst = Instance(id=engine.new_vast_id(), provider="vast", name=f"{prefix}{n}", hardware=m.hardware,
+                inst = Instance(id=engine.new_vast_id(), provider="vast", name=f"{prefix}{n}{suffix}", hardware=m.hardware,
                                 gpu_type=m.gpu_name, gpu_count=m.num_gpus, price_per_hour=m.dph_total, image="bulk",
                                 created_at=engine.clock.now(), machine_id=m.machine_id, api_only=True,
-                                runtype="ssh_direct", storage_cost=m.storage_cost)
+                                runtype="ssh_direct", storage_cost=m.storage_cost, env=dict(env))
             if data.get("status") in ("exited", "provisioning", "starting"):
                 engine.add_instance(inst)
                 inst.phase = data["status"]

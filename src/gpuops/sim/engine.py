@@ -97,6 +97,7 @@ class Instance:
     gpu_seconds: float = 0.0
     storage_seconds: float = 0.0
     _billing_mark: float = 0.0
+    _usage: dict = field(default_factory=dict)  # hour start (epoch s) -> [gpu seconds, storage seconds]
     # fault state
     boot_seconds: float = 1.0
     boot_never: bool = False
@@ -272,8 +273,33 @@ class Engine:
             return
         if inst.phase in BILLED_GPU[inst.provider]:
             inst.gpu_seconds += dt
+            self._record_usage(inst, now - dt, now, 0)
         if inst.provider == "vast":
             inst.storage_seconds += dt
+            self._record_usage(inst, now - dt, now, 1)
+
+    @staticmethod
+    def _record_usage(inst: Instance, start: float, end: float, kind: int) -> None:
+        """Spread [start, end) over hour buckets (what the vendors' billing reports add up per bucket)."""
+        while end - start > 1e-9:
+            hour = int(start // 3600) * 3600
+            upto = min(end, hour + 3600)
+            inst._usage.setdefault(hour, [0.0, 0.0])[kind] += upto - start
+            start = upto
+
+    def usage_amounts(self, inst: Instance, start: float, end: float) -> dict[int, tuple[float, float]]:
+        """{hour start: (GPU USD, storage USD)} billed in the hours that begin in [start, end)."""
+        self._bill(inst)
+        out = {}
+        for hour, (gpu_s, st_s) in inst._usage.items():
+            if start <= hour < end:
+                out[hour] = (gpu_s / 3600.0 * inst.price_per_hour,
+                             st_s / (30 * 86400.0) * inst.disk_gb * inst.storage_cost)
+        return out
+
+    def all_instances(self) -> list[Instance]:
+        """Live instances and the destroyed ones (the ledger and the bills keep them)."""
+        return list(self.instances.values()) + self.tombstones
 
     def _bill_all(self) -> None:
         for inst in self.instances.values():

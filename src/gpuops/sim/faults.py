@@ -13,6 +13,10 @@ File format::
                                   # json ({"detail": "API requests too frequent ..."}); both happen on Vast
       - type: server_error        # 5xx on the next `count` matching requests
         status: 503
+        applied: true             # the server acts on the request first and then answers the 5xx (a
+                                  # gateway 500/504 after the backend committed): the create happened
+      - type: endpoint_gone       # 410 on the next `count` matching requests, as a retired endpoint
+                                  # answers (RunPod problem+json "Gone"; Vast deprecated_endpoint)
       - type: no_capacity         # creates refused as "no capacity" / Vast no_such_ask
         match: {provider: vast, offer: [11021, 11022]}
         count: 5                  # omit for "until removed"
@@ -50,7 +54,7 @@ import yaml
 
 from .errors import SimConfigError
 
-REQUEST_TYPES = {"rate_limit", "server_error"}
+REQUEST_TYPES = {"rate_limit", "server_error", "endpoint_gone"}
 CREATE_TYPES = {"no_capacity", "insufficient_balance"}
 INSTANCE_TYPES = {"slow_boot", "boot_never", "boot_error", "ssh_never", "preempt", "terminate_fails", "gpu"}
 ALL_TYPES = REQUEST_TYPES | CREATE_TYPES | INSTANCE_TYPES
@@ -70,6 +74,7 @@ class Fault:
     status: int = 503
     retry_after: float | None = 1.0
     body: str = "text"
+    applied: bool = False
     seconds: float = 0.0
     after_seconds: float = 30.0
     match: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +88,7 @@ class Fault:
             d.update(api=self.api, endpoint=self.endpoint)
         if self.type == "server_error":
             d["status"] = self.status
+            d["applied"] = self.applied
         if self.type == "rate_limit":
             d["retry_after"] = self.retry_after
             d["body"] = self.body
@@ -154,6 +160,8 @@ def parse_fault(raw: Any, where: str) -> Fault:
         allowed |= {"api", "endpoint", "status", "retry_after"}
     if t == "rate_limit":
         allowed |= {"body"}
+    if t == "server_error":
+        allowed |= {"applied"}
     if t == "slow_boot":
         allowed |= {"seconds"}
     if t == "preempt":
@@ -180,6 +188,7 @@ def parse_fault(raw: Any, where: str) -> Fault:
             raise SimConfigError(f"{where}: status must be a 5xx code")
         ra = raw.get("retry_after", 1.0)
         f.retry_after = None if ra is None else float(ra)
+        f.applied = bool(raw.get("applied", False))
         f.body = str(raw.get("body", "text"))
         if f.body not in ("text", "json"):
             raise SimConfigError(f"{where}: body must be text or json")

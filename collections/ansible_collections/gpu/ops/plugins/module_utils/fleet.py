@@ -179,8 +179,8 @@ class Provisioner:
             except http.ApiError as e:
                 rec.update(outcome=e.category, message=e.message)
                 self.log("%s on %s offer %s: %s" % (name, offer.provider, offer.offer_id, e.category))
-                if e.category in FATAL:
-                    raise
+                if e.category in FATAL or e.details.get("lookup_failed"):
+                    raise  # (an unverifiable create: another offer under the same name could make a twin)
                 if e.category == http.INSUFFICIENT_FUNDS:
                     self.dead_providers[offer.provider] = e.message
                 self.exhausted.add(offer_key(offer))

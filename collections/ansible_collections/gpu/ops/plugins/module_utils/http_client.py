@@ -40,8 +40,10 @@ else:
 
 USER_AGENT = "gpu.ops/0.1.0 (+https://github.com/gpu-ops/gpu.ops)"
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
-# for requests that create something: statuses where the server certainly did not act
-SAFE_RETRY_STATUSES = frozenset((429, 503))
+# for requests that create something: statuses where the server certainly did not act. Any 5xx may come
+# from a gateway after the backend committed (RunPod answers "Something went wrong" 500s for pods it made),
+# so a 5xx on a create is ambiguous, never retried blindly
+SAFE_RETRY_STATUSES = frozenset((429,))
 REDACTED = "********"
 
 # error categories callers act on (offer failover, bad-input messages, teardown decisions)
@@ -85,7 +87,8 @@ class ApiError(Exception):
 
 
 class AmbiguousError(ApiError):
-    """A create may or may not have happened (502/504 or a read timeout on a non-idempotent call)."""
+    """A create may or may not have happened (any 5xx that names no definite refusal, or a timeout after
+    the request was sent, on a non-idempotent call). The caller looks the instance up before trying again."""
 
 
 class Redactor:
@@ -256,6 +259,12 @@ class HttpClient:
         cap = min(self.backoff_max, self.backoff_base * (2 ** attempt))
         return cap / 2.0 + self._rng.uniform(0, cap / 2.0)
 
+    def pause(self, attempt):
+        """Sleep one backoff step (for callers that retry a whole operation, e.g. an ambiguous create)."""
+        wait = self._backoff(attempt)
+        self.stats["slept"] += wait
+        self.sleep(wait)
+
     def _headers(self, json_body):
         h = {}
         if self.api_key:
@@ -327,7 +336,7 @@ class HttpClient:
                 err = self._error(resp.status_code, body, text, what, attempt, retry_after)
                 retryable = RETRY_STATUSES if idempotent else SAFE_RETRY_STATUSES
                 if resp.status_code not in retryable or err.category == QUOTA:
-                    if not idempotent and resp.status_code in (502, 504):
+                    if not idempotent and resp.status_code >= 500 and err.category in (UNAVAILABLE, ERROR):
                         raise AmbiguousError(err.message + " (the request may have been processed)",
                                              status=err.status, category=AMBIGUOUS, provider=self.provider,
                                              details=err.details)

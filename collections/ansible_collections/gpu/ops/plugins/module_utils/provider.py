@@ -143,6 +143,47 @@ class Provider:
         """Destroy; True when something was destroyed, False when it was already gone."""
         raise NotImplementedError
 
+    def bills(self, since, until):
+        """What the provider billed per instance per UTC day in [since, until) (epoch seconds): a list of
+        :func:`bill_record` dicts. Raises :class:`ApiError` when the billing API fails."""
+        raise NotImplementedError
+
+    def billed(self, instance_ids, since=None, until=None):
+        """{id: {"billed_usd": float or None, "billed_available": bool, "reason": str or None}} for each id:
+        the provider's bill over [since, until) (None: the provider's default window, until now). An id the
+        provider has not billed (yet: bills lag) is ``billed_available: False`` with the reason."""
+        raise NotImplementedError
+
+
+def bill_record(provider, instance_id, day, amount, name=None, labels=None):
+    """One instance's bill on one UTC day (``day`` "YYYY-MM-DD"); name and gpu.ops labels when the bill says."""
+    return {"provider": provider, "instance_id": str(instance_id), "day": day, "amount_usd": float(amount),
+            "name": name, "labels": dict(labels or {})}
+
+
+def not_billed(reason):
+    return {"billed_usd": None, "billed_available": False, "reason": reason}
+
+
+def utc_day(ts):
+    """Start (epoch seconds) of the UTC day holding ``ts``."""
+    return int(ts // 86400) * 86400
+
+
+def reconcile_ambiguous(provider, name, err):
+    """After an ambiguous create (5xx or timeout): the instance named ``name`` if the create happened, else None.
+
+    When the lookup itself fails nobody can tell, so the AmbiguousError is raised with
+    ``details['lookup_failed']`` set: the caller must not create ``name`` anywhere else.
+    """
+    try:
+        found = provider.find_by_name(name)
+    except ApiError as e:
+        err.details["lookup_failed"] = True
+        err.message = "%s; looking for %r afterwards failed too: %s" % (err.message, name, e.message)
+        raise err from None
+    return found[0] if found else None
+
 
 def filter_instances(instances, name=None, name_prefix=None, ids=None, run_id=None, owner=None, statuses=None):
     out = []

@@ -20,6 +20,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     Instance,
     Offer,
     Provider,
+    bill_record,
     canonical_gpu_model,
     dc_country,
     gpu_close_matches,
@@ -27,6 +28,10 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     gpu_tokens,
     labels_from_env,
     labels_to_env,
+    not_billed,
+    reconcile_ambiguous,
+    utc_day,
+    utc_iso,
     version_key,
 )
 
@@ -315,12 +320,13 @@ class RunPodProvider(Provider):
                 resp = self._call("POST", "/pods", json_body=self._create_body(spec), ok=(200, 201),
                                   idempotent=False, what="create pod %r" % spec["name"])
                 return self.to_instance(resp.data or {})
-            except http.AmbiguousError:
-                found = self.find_by_name(spec["name"])
+            except http.AmbiguousError as e:
+                found = reconcile_ambiguous(self, spec["name"], e)
                 if found:
-                    return found[0]
+                    return found
                 if attempts >= 3:
                     raise
+                self.rest.pause(attempts)
 
     def create_from_offer(self, offer, spec):
         spec = dict(spec)
@@ -363,6 +369,37 @@ class RunPodProvider(Provider):
         if instance.status != "running":
             return self.start(instance)
         return self._action(instance, "restart")
+
+    # ------------------------------------------------------------------ billing (GET /v2/billing/pods)
+    def _pod_billing(self, since, until, pod_id=None):
+        params = {"bucketSize": "day"}
+        if since is not None:
+            params["startTime"] = utc_iso(utc_day(since))
+        if until is not None:
+            params["endTime"] = utc_iso(until)
+        if pod_id:
+            params["podId"] = pod_id
+        resp = self._call("GET", "/billing/pods", params=params, what="pod billing")
+        return (resp.data or {}).get("records") or []
+
+    def bills(self, since, until):
+        return [bill_record("runpod", r.get("podId"), str(r.get("startTime", ""))[:10], r.get("totalAmount") or 0.0)
+                for r in self._pod_billing(since, until) if r.get("podId")]
+
+    def billed(self, instance_ids, since=None, until=None):
+        out = {}
+        for iid in instance_ids:
+            try:
+                recs = [r for r in self._pod_billing(since, until, pod_id=iid) if r.get("podId") == str(iid)]
+            except http.ApiError as e:
+                out[str(iid)] = not_billed("RunPod billing failed: %s" % e.message)
+                continue
+            if not recs:
+                out[str(iid)] = not_billed("RunPod has no billing record for pod %s yet (bills lag behind use)" % iid)
+                continue
+            out[str(iid)] = {"billed_usd": round(sum(float(r.get("totalAmount") or 0) for r in recs), 6),
+                             "billed_available": True, "reason": None}
+        return out
 
     def terminate(self, instance_id):
         try:

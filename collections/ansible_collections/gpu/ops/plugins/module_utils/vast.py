@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
 from ansible_collections.gpu.ops.plugins.module_utils.provider import (
@@ -25,15 +26,20 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     Instance,
     Offer,
     Provider,
+    bill_record,
     canonical_gpu_model,
     decode_vast_label,
     encode_vast_label,
     labels_to_env,
+    not_billed,
+    reconcile_ambiguous,
+    utc_day,
     utc_iso,
 )
 
 DEFAULT_API_URL = "https://console.vast.ai"
 PAGE_SIZE = 25
+CHARGES_PAGE = 500  # the server's maximum for /api/v0/charges
 MAX_PAGES = 2000
 PENDING = {None, "", "created", "loading", "scheduling", "rebooting", "starting", "provisioning"}
 FAILED = {"unknown", "offline", "frozen"}
@@ -264,12 +270,13 @@ class VastProvider(Provider):
                 resp = self._call("PUT", "/api/v0/asks/%s/" % ask, json_body=body, idempotent=False,
                                   what="rent offer %s" % ask)
                 break
-            except http.AmbiguousError:
-                found = self.find_by_name(spec["name"])
+            except http.AmbiguousError as e:
+                found = reconcile_ambiguous(self, spec["name"], e)
                 if found:
-                    return found[0]
+                    return found
                 if attempts >= 3:
                     raise
+                self.client.pause(attempts)
         data = resp.data or {}
         if not data.get("success", True) or not data.get("new_contract"):
             raise http.ApiError("Vast API rent offer %s: %s" % (ask, http.error_text(data, resp.text)),
@@ -315,6 +322,64 @@ class VastProvider(Provider):
         if instance.status in ("running", "pending"):
             self._state(instance, "stopped")
         return self._state(instance, "running")
+
+    # ------------------------------------------------------------------ billing (GET /api/v0/charges)
+    def charges(self, gte, lte):
+        """Every instance contract's charge entry for [gte, lte] (unix seconds; Vast requires both), all pages."""
+        params = {"select_filters": json.dumps({"day": {"gte": int(gte), "lte": int(lte)},
+                                                "type": {"in": ["instance"]}}), "limit": CHARGES_PAGE}
+        out = []
+        seen = set()
+        for _page in range(MAX_PAGES):
+            data = self._call("GET", "/api/v0/charges/", params=dict(params), what="show charges").data or {}
+            out.extend(r for r in data.get("results") or [] if r.get("type", "instance") == "instance")
+            token = data.get("next_token")
+            if not token or token in seen:
+                break
+            seen.add(token)
+            params["after_token"] = token
+        return out
+
+    @staticmethod
+    def charge_instance_id(entry):
+        src = str(entry.get("source") or "")
+        return src.split("-", 1)[1] if src.startswith("instance-") else None
+
+    def bills(self, since, until):
+        """One charges query per UTC day: Vast reports per contract over the queried range, not per day."""
+        out = []
+        day = utc_day(since)
+        while day < until:
+            for e in self.charges(day, min(until, day + 86400) - 1):
+                iid = self.charge_instance_id(e)
+                if iid:
+                    name, labels = decode_vast_label((e.get("metadata") or {}).get("label"))
+                    out.append(bill_record("vast", iid, utc_iso(day)[:10], e.get("amount") or 0.0, name=name or None,
+                                           labels=labels))
+            day += 86400
+        return out
+
+    def billed(self, instance_ids, since=None, until=None):
+        now = time.time()
+        since = now - 30 * 86400 if since is None else since
+        # Vast wants both bounds; "until now" ends tomorrow night, so a clock behind Vast's loses nothing
+        lte = utc_day(now) + 2 * 86400 - 1 if until is None else until
+        try:
+            entries = self.charges(utc_day(since), lte)
+        except http.ApiError as e:
+            return {str(i): not_billed("Vast charges failed: %s" % e.message) for i in instance_ids}
+        amounts = {}
+        for e in entries:
+            iid = self.charge_instance_id(e)
+            if iid:
+                amounts[iid] = amounts.get(iid, 0.0) + float(e.get("amount") or 0)
+        out = {}
+        for iid in instance_ids:
+            if str(iid) in amounts:
+                out[str(iid)] = {"billed_usd": round(amounts[str(iid)], 6), "billed_available": True, "reason": None}
+            else:
+                out[str(iid)] = not_billed("Vast has no charges for instance %s yet (charges lag behind use)" % iid)
+        return out
 
     def terminate(self, instance_id):
         try:

@@ -48,8 +48,10 @@ options:
   state:
     description:
       - V(present) makes sure the nodes exist and are reachable.
-      - V(absent) destroys every node named C(<name_prefix>-<number>) on the searched providers (only those
-        listed in O(names) when it is set).
+      - V(absent) destroys the nodes named C(<name_prefix>-<number>) on the searched providers (only those listed in
+        O(names) when it is set). With O(run_id) or O(owner) given (O(run_id) also from E(GPUOPS_RUN_ID)), only the
+        nodes whose labels match them are destroyed; nodes of the same names that belong to another run or owner are
+        left alone and listed in RV(kept).
     type: str
     choices: [present, absent]
     default: present
@@ -225,6 +227,13 @@ destroyed:
   type: list
   elements: str
   sample: ["7835610"]
+kept:
+  description: With O(state=absent) and O(run_id) or O(owner), the nodes that matched the names but not the labels,
+    and were left alone.
+  returned: when O(state=absent)
+  type: list
+  elements: dict
+  sample: [{provider: runpod, id: abc123, name: ddp-0, run_id: other-run, owner: bob}]
 provider_errors:
   description: Providers whose offer search failed (the others were still used).
   returned: when O(state=present)
@@ -285,13 +294,23 @@ class GpuInstance:
         rx = re.compile(r"^%s-\d+$" % re.escape(self.p["name_prefix"]))
         only = set(self.p.get("names") or [])
         found = self.existing(providers, lambda name: bool(rx.match(name)) and (not only or name in only))
-        victims = [pi for lst in found.values() for pi in lst]
+        named = [pi for lst in found.values() for pi in lst]
+        # same names, another run or owner: a rerun of a run_id, or a colleague's prefix, is not ours to destroy
+        want = {k: self.p[k] for k in ("run_id", "owner") if self.p.get(k)}
+        victims = [(pr, i) for pr, i in named if all(i.labels.get(k) == v for k, v in want.items())]
+        kept = [{"provider": pr.name, "id": str(i.id), "name": i.name, "run_id": i.labels.get("run_id"),
+                 "owner": i.labels.get("owner")} for pr, i in named if (pr, i) not in victims]
+        if kept:
+            self.m.module.warn("left %d node(s) named %s-N that are not labelled %s: %s" % (
+                len(kept), self.p["name_prefix"], ", ".join("%s=%s" % kv for kv in sorted(want.items())),
+                ", ".join("%s %s (%s)" % (k["provider"], k["id"], k["name"]) for k in kept)))
         if self.m.module.check_mode or not victims:
             return self.m.exit(changed=bool(victims), instances=[], attempts=[], created=[], missing=[],
-                               destroyed=[str(i.id) for _p, i in victims])
+                               destroyed=[str(i.id) for _p, i in victims], kept=kept)
         for prov, inst in victims:
             self.destroy(prov, inst)
-        return self.m.exit(changed=True, instances=[], attempts=[], created=[], missing=[], destroyed=self.destroyed)
+        return self.m.exit(changed=True, instances=[], attempts=[], created=[], missing=[], destroyed=self.destroyed,
+                           kept=kept)
 
     # ------------------------------------------------------------------ present
     def spec_for(self, labels, public_key):

@@ -68,15 +68,44 @@ def test_gateway_errors_are_retried_for_reads(api, status):
     assert len(api.calls("GET", "/v2/pods/x")) == 2
 
 
-def test_create_is_retried_on_503_but_502_is_ambiguous(api):
-    api.add("POST", "/v2/pods", (503, "busy"), (201, {"id": "p1"}))
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_create_is_retried_on_429_but_every_5xx_is_ambiguous(api, status):
+    api.add("POST", "/v2/pods", (429, "slow down"), (201, {"id": "p1"}))
     assert client(api).request("POST", "/pods", json_body={}, idempotent=False).data == {"id": "p1"}
     api.requests.clear()
-    api.add("POST", "/v2/pods", (502, "bad gateway"), (201, {"id": "p2"}))
+    api.add("POST", "/v2/pods", (status, {"title": "x", "status": status, "detail": "Something went wrong"}),
+            (201, {"id": "p2"}))
     with pytest.raises(http.AmbiguousError) as e:
         client(api).request("POST", "/pods", json_body={}, idempotent=False)
     assert e.value.category == http.AMBIGUOUS and "may have been processed" in e.value.message
+    assert e.value.status == status
     assert len(api.requests) == 1  # never sent twice: the caller must look first
+
+
+def test_a_timeout_answering_a_create_is_ambiguous_and_a_read_is_retried(api):
+    import time
+
+    def slow(req):
+        time.sleep(1.2)  # the client waits at least 0.5 s
+        return 201, {"id": "late"}
+
+    api.add("POST", "/v2/pods", slow)
+    with pytest.raises(http.AmbiguousError) as e:
+        client(api, timeout=0.2).request("POST", "/pods", json_body={}, idempotent=False)
+    assert e.value.category == http.AMBIGUOUS and "may have been processed" in e.value.message
+    assert len(api.calls("POST", "/v2/pods")) == 1
+    api.add("GET", "/v2/pods", slow, (200, {"pods": []}))
+    assert client(api, timeout=0.2).get("/pods").data == {"pods": []}
+
+
+def test_a_5xx_that_names_a_definite_refusal_stays_definite(api):
+    def classify(status, body, text):
+        return http.NO_CAPACITY if "no longer any instances" in text else http.default_category(status, body, text)
+
+    api.add("POST", "/v2/pods", (500, {"title": "x", "status": 500, "detail": "There are no longer any instances"}))
+    with pytest.raises(http.ApiError) as e:
+        client(api, classify=classify).request("POST", "/pods", json_body={}, idempotent=False)
+    assert not isinstance(e.value, http.AmbiguousError) and e.value.category == http.NO_CAPACITY
 
 
 def test_connection_refused_is_retried_then_reported():

@@ -116,6 +116,22 @@ def test_lost_create_answer_is_reconciled_by_name(api):
     assert len(api.calls("POST", "/v2/pods")) == 1  # adopted, not created twice
 
 
+def test_ambiguous_500_is_looked_up_and_retried_then_a_failed_lookup_stops_everything(api):
+    api.add("POST", "/v2/pods", (500, {"title": "Internal Server Error", "status": 500,
+                                       "detail": "Something went wrong"}), (201, pod(id="p9")))
+    api.add("GET", "/v2/pods", (200, {"pods": []}))
+    inst = provider(api).create({"name": "train-0", "image": "i", "gpu_type": "g"})
+    assert inst.id == "p9" and len(api.calls("POST", "/v2/pods")) == 2  # looked, found nothing, created once
+
+    api.requests.clear()
+    api.add("POST", "/v2/pods", (500, {"title": "x", "status": 500, "detail": "Something went wrong"}))
+    api.add("GET", "/v2/pods", (500, {"title": "x", "status": 500, "detail": "down"}))
+    with pytest.raises(http.AmbiguousError) as e:
+        provider(api).create({"name": "train-1", "image": "i", "gpu_type": "g"})
+    assert e.value.details["lookup_failed"] is True and "looking for 'train-1' afterwards failed" in e.value.message
+    assert len(api.calls("POST", "/v2/pods")) == 1
+
+
 def test_resolve_gpu_type(api):
     api.add("GET", "/v2/catalog/gpus", (200, CATALOG))
     p = provider(api)
