@@ -31,6 +31,7 @@ from ansible_collections.gpu.ops.plugins.module_utils._job_runner import (
     read_text,
     write_atomic,
 )
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import hide_env
 
 DEFAULT_ROOT = "~/.bifrost"
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -59,19 +60,13 @@ def validate_env(env):
     return dict((str(k), "" if v is None else str(v)) for k, v in (env or {}).items())
 
 
-REDACTED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-
-
 def hide_env_values(module):
-    """Take the ``env`` option's values and leave only their names in ``module.params``.
+    """Take the ``env`` option's values and leave only their names in ``module.params`` (see ``_secret_env``).
 
     The result's ``invocation`` (ANSIBLE_INJECT_INVOCATION, or cores before 2.21) is built from
-    ``module.params``, so the values never leave the node. ``env`` is not ``no_log``: Ansible would then star out
-    every occurrence of every value in all output, and a NODE_RANK of "0" would wreck every number.
+    ``module.params``, so the values never leave the node.
     """
-    env = dict(module.params.get("env") or {})
-    module.params["env"] = dict((k, REDACTED) for k in env)
-    return env
+    return hide_env(module.params)
 
 
 def session_name(job_id):

@@ -20,6 +20,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
 from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import hide_env
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, OfferFilters, make_labels, parse_ttl, utc_iso
 from ansible_collections.gpu.ops.plugins.module_utils.runpod import (
     DEFAULT_API_URL as RUNPOD_API_URL,
@@ -89,9 +90,13 @@ class GpuOpsModule:
         spec = auth_argument_spec()
         spec.update(argument_spec)
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.params = self.module.params
+        if "env" in spec:
+            # the module reads the values from its own copy; results and logs see the names only
+            self.params = dict(self.module.params)
+            self.params["env"] = hide_env(self.module.params)
         if not http.HAS_REQUESTS:
             self.module.fail_json(msg=missing_required_lib("requests"), exception=str(http.REQUESTS_IMPORT_ERROR))
-        self.params = self.module.params
         self.result = {"changed": False}
         self._providers = {}
         self.created = []  # (provider, Instance) made in this call, for teardown on failure

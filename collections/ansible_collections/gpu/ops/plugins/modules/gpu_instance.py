@@ -90,6 +90,8 @@ options:
   env:
     description:
       - Environment variables of the containers. C(PUBLIC_KEY) and C(GPUOPS_*) are set by the module.
+      - Values may be secrets - they reach no log and no result (a C(no_log) option that this module's action
+        plugin hands over as one string, so Ansible does not star out short values elsewhere in the output).
     type: dict
     default: {}
   ports:
@@ -234,6 +236,7 @@ import re
 
 from ansible_collections.gpu.ops.plugins.module_utils import fleet
 from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
 from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     GpuOpsModule,
     filter_argument_spec,
@@ -411,7 +414,7 @@ def main():
         image=dict(type="str"),
         images=dict(type="dict"),
         disk_gb=dict(type="int", default=20),
-        env=dict(type="dict", default={}),
+        env=env_option(),
         ports=dict(type="list", elements="int", default=[]),
         ssh_user=vast_ssh_user_spec(),
     )

@@ -67,6 +67,8 @@ options:
       - Environment variables of the container.
       - C(PUBLIC_KEY) is set from the SSH public key and the C(GPUOPS_*) variables carry the ownership labels, so
         neither may be given here.
+      - Values may be secrets - they reach no log and no result (a C(no_log) option that this module's action
+        plugin hands over as one string, so Ansible does not star out short values elsewhere in the output).
     type: dict
     default: {}
   args:
@@ -286,6 +288,7 @@ error:
 
 import re
 
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
 from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     GpuOpsModule,
     InstanceStateMachine,
@@ -379,7 +382,7 @@ def main():
         image=dict(type="str"),
         disk_gb=dict(type="int", default=20),
         ports=dict(type="list", elements="str", default=[]),
-        env=dict(type="dict", default={}),
+        env=env_option(),
         args=dict(type="str"),
         cloud_type=dict(type="str", default="SECURE", choices=["SECURE", "COMMUNITY"]),
         data_centers=dict(type="list", elements="str"),

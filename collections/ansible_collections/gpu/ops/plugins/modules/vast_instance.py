@@ -60,6 +60,8 @@ options:
     description:
       - Environment variables of the container. Sent in the Docker-flag form Vast specifies (C(-e K=V)).
       - The C(GPUOPS_*) variables carry the ownership labels and may not be given here.
+      - Values may be secrets - they reach no log and no result (a C(no_log) option that this module's action
+        plugin hands over as one string, so Ansible does not star out short values elsewhere in the output).
     type: dict
     default: {}
   ports:
@@ -260,6 +262,7 @@ error:
 
 from ansible_collections.gpu.ops.plugins.module_utils import fleet
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
 from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     GpuOpsModule,
     InstanceStateMachine,
@@ -358,7 +361,7 @@ def main():
         max_offers=dict(type="int", default=5),
         image=dict(type="str"),
         disk_gb=dict(type="int", default=20),
-        env=dict(type="dict", default={}),
+        env=env_option(),
         ports=dict(type="list", elements="int", default=[]),
         onstart=dict(type="str"),
         bid_price=dict(type="float"),

@@ -18,6 +18,7 @@ import pytest
 
 from ansible_collections.gpu.ops.plugins.module_utils import _job_runner as runner
 from ansible_collections.gpu.ops.plugins.module_utils import _jobs as jobs
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import REDACTED
 
 
 # ------------------------------------------------------------------------------------------------ ids and env
@@ -51,7 +52,7 @@ class FakeModule(object):
 def test_hide_env_values_keeps_names_only():
     m = FakeModule({"env": {"HF_TOKEN": "hf_secret", "NODE_RANK": "0"}, "job_id": "x"})
     assert jobs.hide_env_values(m) == {"HF_TOKEN": "hf_secret", "NODE_RANK": "0"}
-    assert m.params["env"] == {"HF_TOKEN": jobs.REDACTED, "NODE_RANK": jobs.REDACTED}
+    assert m.params["env"] == {"HF_TOKEN": REDACTED, "NODE_RANK": REDACTED}
     assert "hf_secret" not in json.dumps(m.params)
 
 
