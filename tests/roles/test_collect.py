@@ -17,6 +17,7 @@ from pathlib import Path
 from gpuops.testing import run_playbook, task_results
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "collect.yml"
+SECRETS = ("env", "bootstrap.env", "env.tmp-42")
 COLLECT = "Copy the job directory and declared outputs home (sha256-verified, resumable)"
 
 
@@ -62,6 +63,9 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
     runs = tmp_path / "runs"
     for node in nodes:
         make_job(node, "train-1")
+        # a runner that died before reading its env files left them behind: they hold secrets, never collected
+        node.ssh("cd ~/.bifrost/jobs/train-1 && echo '{\"HF_TOKEN\": \"hf_leftover\"}' | tee env bootstrap.env "
+                 "> env.tmp-42")
     # a directory and a single file renamed on the way, besides the job dir
     extra = {"collect_job_id": "train-1",
              "collect_paths": ["checkpoints", {"src": "~/.bifrost/jobs/train-1/job.log", "dest": "logs/train.log"}]}
@@ -70,10 +74,12 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
     for node in nodes:
         r, dest = res[node.name], runs / "run1" / node.name
         assert r["changed"] and r["transfer"] == "rsync" and r["fetched"] == r["files"] == 12
-        want = node_tree(node, "train-1")
+        want = {k: v for k, v in node_tree(node, "train-1").items() if k not in SECRETS}
         assert local_tree(dest) == {**want, "logs/train.log": want["job.log"]}  # every byte, as on the node
         assert r["job"]["status"] == "succeeded" and r["job"]["exit_code"] == "0"
-        assert {s["path"]: s["reason"] for s in r["skipped_files"]} == {"outputs/latest": "symlink"}
+        assert {s["path"]: s["reason"] for s in r["skipped_files"]} == {
+            "outputs/latest": "symlink", **{k: "secret env file (never collected)" for k in SECRETS}}
+        assert not any(b"hf_leftover" in p.read_bytes() for p in dest.rglob("*") if p.is_file())
         # manifest.sha256 is what the node wrote, and it checks out against what arrived
         manifest = (dest / "manifest.sha256").read_text()
         assert manifest == node.ssh(f"cat {r['node_manifest']}").stdout
@@ -102,7 +108,7 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
                                                "outputs/samples/s3.bin"]
     assert res[a.name]["fetched"] == 3 and sorted(res[b.name]["to_fetch"]) == ["job.log", "logs/train.log"]
     for node in nodes:
-        want = node_tree(node, "train-1")
+        want = {k: v for k, v in node_tree(node, "train-1").items() if k not in SECRETS}
         assert local_tree(runs / "run1" / node.name) == {**want, "logs/train.log": want["job.log"]}
     assert (runs / "run1" / b.name / "job.log").read_text().endswith("step 3\n")
 

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.gpu.ops.plugins.plugin_utils._collect_node import manifest_text
+from ansible_collections.gpu.ops.plugins.plugin_utils._collect_node import SECRET_FILES, manifest_text
 from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper, ssh_command, ssh_host
 
 display = Display()
@@ -514,6 +514,8 @@ class ActionModule(ActionBase):
                 if remote is None:
                     continue
                 excludes = ["--exclude=" + p for p in args["exclude"]]
+                # never bring a job's secret env file over, not even for a moment (the manifest leaves it out too)
+                excludes += ["--exclude=/%s%s" % (name, tail) for name in SECRET_FILES for tail in ("", ".tmp-*")]
                 if not root["dest"]:
                     excludes += ["--exclude=/%s" % STATE, "--exclude=/%s" % MANIFEST]
                 target = local_path(dest_dir, root["dest"]) if root["dest"] else dest_dir

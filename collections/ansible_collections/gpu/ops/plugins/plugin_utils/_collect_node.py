@@ -27,8 +27,11 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-HELPER_NAME = "collect"
 RESERVED = ("manifest.sha256", "collect.json")
+# Files of a job directory that hold secrets: the env files the runner deletes once read (left behind when a
+# runner died first) and their temporary names while being written. Never collected.
+SECRET_FILES = ("env", "bootstrap.env")
+JOB_MARKERS = ("metadata.json", "bootstrap.json")
 CHUNK = 1 << 20
 
 
@@ -71,6 +74,15 @@ def join_dest(*parts):
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
+def secret_file(name):
+    return any(name == s or name.startswith(s + ".tmp-") for s in SECRET_FILES)
+
+
+def is_job_dir(root):
+    """The job root (no dest), or a declared path that is a job directory."""
+    return not root["dest"] or any(os.path.exists(os.path.join(root["abs"], m)) for m in JOB_MARKERS)
+
+
 def walk_root(index, root, patterns, skipped):
     """Yield (dest path, root index, path relative to the root's dir, abs path, stat) for regular files."""
     path = root["abs"]
@@ -78,6 +90,7 @@ def walk_root(index, root, patterns, skipped):
         st = os.lstat(path)
         yield join_dest(root["dest"]), index, os.path.basename(path), path, st
         return
+    job_dir = is_job_dir(root)
     for dirpath, dirnames, filenames in os.walk(path):
         rel_dir = os.path.relpath(dirpath, path)
         rel_dir = "" if rel_dir == "." else rel_dir
@@ -97,6 +110,9 @@ def walk_root(index, root, patterns, skipped):
                 continue
             if not root["dest"] and not rel_dir and name in RESERVED:
                 skipped.append({"path": dest, "reason": "reserved name (written by collect)"})
+                continue
+            if job_dir and not rel_dir and secret_file(name):
+                skipped.append({"path": dest, "reason": "secret env file (never collected)"})
                 continue
             try:
                 st = os.lstat(full)
