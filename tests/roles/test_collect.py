@@ -204,6 +204,14 @@ def test_failed_job_never_started_job_and_missing_paths_tar(make_nodes, sim, tmp
     res, _ = collect(inv, runs, **extra)
     assert res[failed.name]["changed"] is False and res[failed.name]["fetched"] == 0
 
+    # a job whose session died without a final status: collect.json and the copied status file say lost
+    make_job(failed, "gone-1", status="running")
+    res, _ = collect(inv, runs, collect_job_id="gone-1", collect_run_id="run2")
+    assert res[failed.name]["job"]["status"] == "lost"
+    dest = runs / "run2" / failed.name
+    assert json.loads((dest / "collect.json").read_text())["job"]["status"] == "lost"
+    assert (dest / "status").read_text() == "lost\n" and "bifrost-gone-1" in (dest / "lost_reason").read_text()
+
     # no run id: the role's argument validation stops the play before anything runs on the nodes
     proc = run_playbook(PLAYBOOK, inv, {"collect_runs_dir": str(runs)}, json_output=True)
     assert proc.returncode != 0

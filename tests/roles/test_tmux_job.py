@@ -85,7 +85,9 @@ def test_kill_lost_and_no_session_reuse(runpod_node, sim, tmp_path):
     job = p2.task("Read the job", host)["job"]
     assert job["status"] == "lost" and job["exit_code"] is None and not job["final"]
     assert "hung up" in job["lost_reason"]
-    assert job_file(runpod_node, "kl-lost", "status").strip() == "running"  # what the file says; not trusted
+    # the first look that found it lost recorded it: the job's own record no longer says running
+    assert job_file(runpod_node, "kl-lost", "status").strip() == "lost"
+    assert "hung up" in job_file(runpod_node, "kl-lost", "lost_reason")
     wait_for(lambda: not pid_alive(runpod_node, child["kl-lost"]), what="the lost job's command to stop")
 
 

@@ -236,11 +236,12 @@ def bootstrap_state(job_dir, job_id, sessions):
     return info
 
 
-def read_job(job_dir, sessions=None, log_lines=0, bootstrap_log_lines=0):
+def read_job(job_dir, sessions=None, log_lines=0, bootstrap_log_lines=0, persist=False):
     """Status of one job from its files; ``sessions`` is a live_sessions() snapshot taken after a first look.
 
     Never infers success: ``succeeded`` needs the runner's final status and an exit code of 0; a status that
-    is not final while the session is gone is ``lost``.
+    is not final while the session is gone is ``lost``. With ``persist`` the first reader that finds a job lost
+    records it in the ``status`` file (and why, in ``lost_reason``), so the record a user keeps says so too.
     """
     job_id = os.path.basename(job_dir.rstrip("/"))
     meta = read_json(os.path.join(job_dir, "metadata.json"), {}) or {}
@@ -292,17 +293,30 @@ def read_job(job_dir, sessions=None, log_lines=0, bootstrap_log_lines=0):
         "bootstrap": bootstrap_state(job_dir, job_id, sessions),
     }
     if status == "lost":
-        info["lost_reason"] = _str_file(os.path.join(job_dir, "lost_reason")) or (
-            "the tmux session %s is gone and the job recorded no final status" % sess)
+        recorded = _str_file(os.path.join(job_dir, "lost_reason"))
+        info["lost_reason"] = recorded or ("the tmux session %s is gone and the job recorded no final status" % sess)
         crash = _str_file(os.path.join(job_dir, "runner.err"))
-        if crash:
+        if crash and "; runner error: " not in info["lost_reason"]:
             info["lost_reason"] += "; runner error: " + crash.splitlines()[-1]
+        if persist and raw != "lost":
+            _record_lost(job_dir, info["lost_reason"], recorded)
     if bootstrap_log_lines > 0:
         info["bootstrap"]["log_tail"] = tail_lines(info["bootstrap"]["log"], bootstrap_log_lines)
     if warnings:
         info["warnings"] = warnings
     info["duration_s"] = _duration(info["started_at"], info["ended_at"])
     return info
+
+
+def _record_lost(job_dir, reason, recorded):
+    """Write ``lost`` into the status file (the runner can no longer do it). A runner that is in fact still
+    finishing replaces it with its final status, as it writes that file last."""
+    try:
+        if not recorded:
+            write_atomic(os.path.join(job_dir, "lost_reason"), reason + "\n")
+        write_atomic(os.path.join(job_dir, "status"), "lost\n")
+    except OSError:
+        pass  # a read-only job dir (another user's): report lost without recording it
 
 
 def _epoch(stamp):
@@ -324,7 +338,7 @@ def _duration(started, ended):
     return None if b is None else max(0, int(b - a))
 
 
-def list_jobs(paths, log_lines=0, name=None):
+def list_jobs(paths, log_lines=0, name=None, persist=False):
     try:
         ids = sorted(d for d in os.listdir(paths.jobs) if JOB_ID_RE.match(d)
                      and os.path.isdir(os.path.join(paths.jobs, d)))
@@ -333,7 +347,7 @@ def list_jobs(paths, log_lines=0, name=None):
     sessions = live_sessions()
     out = []
     for job_id in ids:
-        info = read_job(os.path.join(paths.jobs, job_id), sessions, log_lines)
+        info = read_job(os.path.join(paths.jobs, job_id), sessions, log_lines, persist=persist)
         if info["status"] is None:
             continue
         if name and info.get("name") != name:
@@ -707,7 +721,7 @@ def probe_url(url, statuses=(200,), match=None, timeout=2.0):
 
 
 def wait_job(paths, job_id, state="finished", timeout=30.0, ready_url=None, ready_status=(200,), ready_match=None,
-             log_lines=20):
+             log_lines=20, persist=False):
     """Wait on the node, with backoff, up to ``timeout`` s for ``state``. Returns a dict with ``done``.
 
     finished:     the job has a final status (or is lost)
@@ -722,7 +736,7 @@ def wait_job(paths, job_id, state="finished", timeout=30.0, ready_url=None, read
     detail = None
     ready = False
     while True:
-        info = read_job(job_dir, None, log_lines, log_lines if state == "bootstrapped" else 0)
+        info = read_job(job_dir, None, log_lines, log_lines if state == "bootstrapped" else 0, persist=persist)
         if state == "bootstrapped":
             done = info["bootstrap"]["state"] not in ("running",)
         elif state == "ready":

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tarfile
 import time
@@ -32,6 +33,9 @@ RESERVED = ("manifest.sha256", "collect.json")
 # runner died first) and their temporary names while being written. Never collected.
 SECRET_FILES = ("env", "bootstrap.env")
 JOB_MARKERS = ("metadata.json", "bootstrap.json")
+# as in module_utils/_job_runner.py (this helper is installed on its own and imports nothing of the collection)
+ACTIVE_STATUSES = ("starting", "bootstrapping", "running")
+SESSION_PREFIX = "bifrost-"
 CHUNK = 1 << 20
 
 
@@ -146,6 +150,43 @@ def read_small(path, limit=4096):
         return None
 
 
+def session_alive(name):
+    """True/False whether tmux session ``name`` has a live pane; None when tmux cannot say."""
+    if not shutil.which("tmux"):
+        return False  # no tmux: no session either
+    env = dict(os.environ)
+    env.pop("TMUX", None)
+    env.pop("TMUX_PANE", None)
+    try:
+        res = subprocess.run(["tmux", "list-panes", "-s", "-t", "=%s:" % name, "-F", "#{pane_dead}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=20,
+                             universal_newlines=True, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # non-zero: no server or no such session (as gpu.ops.job_info reads it)
+    return res.returncode == 0 and "0" in res.stdout.split()
+
+
+def job_info(job_abs, write):
+    """The job's status as gpu.ops.job_info computes it: a status that is not final while the job's tmux session
+    is gone is ``lost`` (recorded in the status file when ``write``, as job_info/job_wait do)."""
+    status_file = os.path.join(job_abs, "status")
+    raw = read_small(status_file)
+    status = raw
+    if raw in ACTIVE_STATUSES and session_alive(SESSION_PREFIX + os.path.basename(job_abs)) is False:
+        status = read_small(status_file)  # it may have finished between the two looks
+        if status in ACTIVE_STATUSES:
+            status = "lost"
+            if write:
+                reason = os.path.join(job_abs, "lost_reason")
+                if read_small(reason) is None:
+                    _atomic_write(reason, ("the tmux session %s%s is gone and the job recorded no final status\n"
+                                           % (SESSION_PREFIX, os.path.basename(job_abs))).encode())
+                _atomic_write(status_file, b"lost\n")
+    return {"dir": job_abs, "exists": os.path.isdir(job_abs), "status": status,
+            "exit_code": read_small(os.path.join(job_abs, "exit_code"))}
+
+
 def manifest(args):
     t0 = time.monotonic()
     base = args.get("base") or "~"
@@ -153,6 +194,8 @@ def manifest(args):
     only = set(args["only"]) if args.get("only") is not None else None
     nocache = set(args.get("nocache") or [])
     roots, skipped = [], []
+    # the job's status first: a job found lost is recorded as lost before its status file is listed
+    job = job_info(expand(args["job_dir"], base), args.get("write")) if args.get("job_dir") else None
     for item in args.get("roots") or []:
         src_abs = expand(item["src"], base)
         root = {"src": item["src"], "abs": src_abs, "dest": item.get("dest") or "", "required": bool(item.get("required"))}
@@ -211,12 +254,8 @@ def manifest(args):
     out = {"roots": roots, "files": files, "skipped": skipped, "hashed_bytes": hashed_bytes,
            "cached_bytes": cached_bytes, "home": expand("~"),
            "tools": {"rsync": bool(shutil.which("rsync"))}}
-    job_dir = args.get("job_dir")
-    if job_dir:
-        job_abs = expand(job_dir, base)
-        out["job"] = {"dir": job_abs, "exists": os.path.isdir(job_abs),
-                      "status": read_small(os.path.join(job_abs, "status")),
-                      "exit_code": read_small(os.path.join(job_abs, "exit_code"))}
+    if job is not None:
+        out["job"] = job
     entries_file = os.path.join(cache_dir, "entries.json")
     if only is None:
         listed = dict((f[0], f[5]) for f in files)

@@ -173,6 +173,34 @@ def test_lost_reason_from_the_runner_and_its_crash(tmp_path):
     assert job["lost_reason"].startswith("tmux session hung up at T") and "OSError: boom" in job["lost_reason"]
 
 
+def test_a_lost_job_is_recorded_as_lost_by_the_first_reader_that_finds_it(tmp_path):
+    d = make_job(str(tmp_path), "j4", "running", **{"runner.err": "Traceback...\nOSError: boom"})
+    assert jobs.read_job(d, set())["status"] == "lost"
+    assert read(d, "status") == "running"  # a plain read (check mode) records nothing
+    first = jobs.read_job(d, set(), persist=True)
+    assert first["status"] == "lost" and read(d, "status") == "lost"
+    assert read(d, "lost_reason").strip() == first["lost_reason"]
+    again = jobs.read_job(d, set(), persist=True)
+    assert again["status"] == "lost" and again["lost_reason"] == first["lost_reason"]
+    assert again["lost_reason"].count("OSError: boom") == 1
+    # what the runner recorded itself is kept; a final status is never overwritten
+    d5 = make_job(str(tmp_path), "j5", "starting", lost_reason="tmux session hung up at T")
+    jobs.read_job(d5, set(), persist=True)
+    assert (read(d5, "status"), read(d5, "lost_reason")) == ("lost", "tmux session hung up at T")
+    d6 = make_job(str(tmp_path), "j6", "failed", 1)
+    assert jobs.read_job(d6, set(), persist=True)["status"] == "failed" and read(d6, "status") == "failed"
+
+
+def test_wait_and_list_record_a_lost_job(tmp_path):
+    paths = jobs.Paths(str(tmp_path))
+    d = make_job(str(tmp_path), "lost-by-wait", "running")
+    res = jobs.wait_job(paths, "lost-by-wait", timeout=5, persist=True)
+    assert res["done"] and res["job"]["status"] == "lost" and read(d, "status") == "lost"
+    d2 = make_job(str(tmp_path), "lost-by-list", "bootstrapping")
+    assert [j["status"] for j in jobs.list_jobs(paths, persist=True)] == ["lost", "lost"]
+    assert read(d2, "status") == "lost"
+
+
 def test_a_bootstrap_only_dir_has_no_job_status(tmp_path):
     d = make_job(str(tmp_path), "j3", meta=False, **{"bootstrap.json": "{}", "bootstrap_done": '{"exit_code": 0}'})
     job = jobs.read_job(d, set())

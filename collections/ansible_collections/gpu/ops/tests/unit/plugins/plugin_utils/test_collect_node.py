@@ -159,3 +159,19 @@ def test_secret_env_files_are_never_listed(job):
     reasons = {s["path"]: s["reason"] for s in res["skipped"]}
     assert reasons["env"] == reasons["j2/env"] == "secret env file (never collected)"
     assert b"hf_secret" not in (job / "cache" / "manifest.sha256").read_bytes()
+
+
+def test_a_lost_job_is_collected_as_lost(job):
+    """status says running but the job's tmux session is gone: the manifest reports (and records) lost, and the
+    status file is listed with what it says after that, so the copy home says lost too."""
+    (job / "jobs" / "j1" / "status").write_text("running\n")
+    res = run_manifest(job, write=False)
+    assert res["job"]["status"] == "lost" and (job / "jobs" / "j1" / "status").read_text() == "running\n"
+    res = run_manifest(job)
+    assert res["job"]["status"] == "lost" and (job / "jobs" / "j1" / "status").read_text() == "lost\n"
+    assert "bifrost-j1" in (job / "jobs" / "j1" / "lost_reason").read_text()
+    files = {f[0]: f[5] for f in res["files"]}
+    assert files["status"] == sha(b"lost\n") and "lost_reason" in files
+    # a job with a final status is left as it is
+    (job / "jobs" / "j1" / "status").write_text("failed\n")
+    assert run_manifest(job)["job"]["status"] == "failed"
