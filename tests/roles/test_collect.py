@@ -112,6 +112,22 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
         assert local_tree(runs / "run1" / node.name) == {**want, "logs/train.log": want["job.log"]}
     assert (runs / "run1" / b.name / "job.log").read_text().endswith("step 3\n")
 
+    # changed in place here with the same size and mtime: the collect.json cache cannot tell (documented), and
+    # verify=always hashes every file and fetches that one again
+    s4 = runs / "run1" / a.name / "outputs" / "samples" / "s4.bin"
+    st = s4.stat()
+    blob = bytearray(s4.read_bytes())
+    blob[7] ^= 0xFF
+    s4.write_bytes(bytes(blob))
+    os.utime(s4, ns=(st.st_atime_ns, st.st_mtime_ns))
+    res, _ = collect(inv, runs, **extra)
+    assert res[a.name]["fetched"] == 0 and res[a.name]["changed"] is False
+    res, _ = collect(inv, runs, collect_verify="always", **extra)
+    assert res[a.name]["to_fetch"] == ["outputs/samples/s4.bin"] and res[a.name]["fetched"] == 1
+    assert res[b.name]["fetched"] == 0
+    want = {k: v for k, v in node_tree(a, "train-1").items() if k not in SECRETS}
+    assert local_tree(runs / "run1" / a.name) == {**want, "logs/train.log": want["job.log"]}
+
 
 def test_checksum_mismatch_refetched_then_reported(runpod_node, sim, tmp_path):
     node = runpod_node

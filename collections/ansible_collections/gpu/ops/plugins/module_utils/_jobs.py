@@ -26,6 +26,7 @@ from ansible_collections.gpu.ops.plugins.module_utils import _job_runner as runn
 from ansible_collections.gpu.ops.plugins.module_utils._job_runner import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
+    JOB_ID_RE,
     read_bootstrap_flag,
     read_json,
     read_text,
@@ -34,7 +35,6 @@ from ansible_collections.gpu.ops.plugins.module_utils._job_runner import (
 from ansible_collections.gpu.ops.plugins.module_utils._secret_env import hide_env
 
 DEFAULT_ROOT = "~/.bifrost"
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEP_FILES = ("uv.lock", "pyproject.toml", "requirements.txt", ".python-version")
 
