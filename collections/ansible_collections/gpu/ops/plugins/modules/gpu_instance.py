@@ -155,6 +155,7 @@ EXAMPLES = r"""
     ansible_host: "{{ item.connection.ansible_host }}"
     ansible_port: "{{ item.connection.ansible_port }}"
     ansible_user: "{{ item.connection.ansible_user }}"
+    ansible_ssh_private_key_file: "{{ item.connection.ansible_ssh_private_key_file | default(omit) }}"
     ansible_ssh_common_args: "{{ item.connection.ansible_ssh_common_args }}"
   loop: "{{ fleet.instances }}"
 
@@ -185,7 +186,10 @@ instances:
   sample:
     - {id: "7835610", name: ddp-0, provider: vast, status: running, ssh_host: 63.135.50.11, ssh_port: 41022,
        ssh_user: root, gpu_model: RTX 4090, gpu_count: 1, price_per_hour: 0.31,
-       connection: {ansible_host: 63.135.50.11, ansible_port: 41022, ansible_user: root}}
+       connection: {ansible_host: 63.135.50.11, ansible_port: 41022, ansible_user: root,
+                    ansible_ssh_private_key_file: /home/alice/.ssh/id_ed25519,
+                    ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts-r1
+                      -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes"}}
 attempts:
   description: Every create this task tried, in order, with C(outcome) (C(created), C(not_ready), or an error category
     such as C(no_capacity), C(offer_gone), C(insufficient_funds), C(invalid_request)) and the message.

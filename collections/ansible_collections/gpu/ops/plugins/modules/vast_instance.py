@@ -218,9 +218,13 @@ instance:
       sample: success, running vastai/base-image:cuda-12.4/ssh
     connection:
       description: Host vars to reach the instance with Ansible (for M(ansible.builtin.add_host)); null without SSH.
+        C(ansible_ssh_private_key_file) is set when O(ssh_private_key_file) was given - C(ansible_ssh_common_args)
+        then holds C(IdentitiesOnly=yes), so pass both (see the examples).
       type: dict
       sample: {ansible_host: 63.135.50.11, ansible_port: 41022, ansible_user: root,
-               ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts -o StrictHostKeyChecking=accept-new"}
+               ansible_ssh_private_key_file: /home/alice/.ssh/gpu_ed25519,
+               ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts
+                 -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes"}
     wait:
       description: How the wait went (API polls, SSH probes, events, C(ready_at) epoch).
       type: dict
