@@ -406,13 +406,30 @@ def start_job(paths, job_id, command, workdir, env, bootstrap="auto", bootstrap_
         tmux_new_session(sess, workdir, [sys.executable, paths.runner, "run", job_dir])
         _confirm_started(job_dir, os.path.join(job_dir, "pid"), sess)
     except JobError:
-        for leftover in ("env", "metadata.json"):
-            try:
-                os.unlink(os.path.join(job_dir, leftover))
-            except OSError:
-                pass
+        _undo_start(job_dir, sess)
         raise
     return True, read_job(job_dir)
+
+
+# what start_job and a runner that never got going write. A bootstrap's files in the same directory stay, and so do
+# job.log and runner.err for the post-mortem: without metadata and status the directory is no job to job_info.
+JOB_START_FILES = ("env", "command.sh", "spec.json", "status", "metadata.json", "pid", "child_pid", "started_at")
+
+
+def _undo_start(job_dir, sess):
+    """A start that failed leaves no job behind (job_info would list it as lost for ever): stop a runner that
+    may still come up, then remove what the start wrote."""
+    runner.tmux_kill_session(sess)
+    for name in JOB_START_FILES:
+        try:
+            os.unlink(os.path.join(job_dir, name))
+        except OSError:
+            pass
+    for d in (os.path.join(job_dir, "outputs"), job_dir):
+        try:
+            os.rmdir(d)  # only when empty
+        except OSError:
+            pass
 
 
 def _confirm_started(job_dir, pidfile, sess, timeout=15.0):

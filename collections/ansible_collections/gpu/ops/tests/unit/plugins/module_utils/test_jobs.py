@@ -489,3 +489,21 @@ def test_new_session_gives_up_after_bounded_attempts(tmp_path, monkeypatch):
     with pytest.raises(jobs.JobError, match="server exited unexpectedly"):
         jobs.tmux_new_session("bifrost-x", str(tmp_path), ["true"], attempts=3)
     assert len(calls.read_text().splitlines()) == 3
+
+
+def test_a_failed_start_leaves_no_phantom_job(tmp_path, monkeypatch):
+    """tmux cannot make the session: the task fails, and no job is left that job_info would list (as lost) -
+    neither for a fresh id nor next to the bootstrap of the same id (whose files stay)."""
+    _fake_tmux(tmp_path, monkeypatch, 'case "$1" in new-session) echo "create window failed: fork failed" >&2;; '
+               'esac\nexit 1\n')
+    paths = jobs.Paths(str(tmp_path / "root"))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with pytest.raises(jobs.JobError, match="fork failed"):
+        jobs.start_job(paths, "fresh", "echo hi", str(ws), {"HF_TOKEN": "hf_x"})
+    assert not os.path.exists(paths.job_dir("fresh"))
+    d = make_job(paths.root, "booted", meta=False, **{"bootstrap.json": "{}", "bootstrap_done": '{"exit_code": 0}'})
+    with pytest.raises(jobs.JobError, match="fork failed"):
+        jobs.start_job(paths, "booted", "echo hi", str(ws), {"HF_TOKEN": "hf_x"})
+    assert sorted(os.listdir(d)) == ["bootstrap.json", "bootstrap_done"]
+    assert jobs.list_jobs(paths) == []
