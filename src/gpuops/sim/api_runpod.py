@@ -107,7 +107,7 @@ def _manufacturer(name: str) -> str:
     return up if up in ("NVIDIA", "AMD") else "UNKNOWN"
 
 
-def build_router(engine: Engine, auth) -> APIRouter:
+def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure per route; split with the registry
     r = APIRouter()
 
     async def body_json(request: Request) -> Any:

@@ -268,7 +268,7 @@ class GpuInstance:
 
     def existing(self, providers, pattern):
         found = {}
-        for name, prov in providers.items():
+        for prov in providers.values():
             for inst in prov.list():
                 if inst.status != "terminated" and pattern(inst.name or ""):
                     found.setdefault(inst.name, []).append((prov, inst))

@@ -187,41 +187,26 @@ def job_info(job_abs, write):
             "exit_code": read_small(os.path.join(job_abs, "exit_code"))}
 
 
-def manifest(args):
-    t0 = time.monotonic()
-    base = args.get("base") or "~"
-    patterns = args.get("exclude") or []
-    only = set(args["only"]) if args.get("only") is not None else None
-    nocache = set(args.get("nocache") or [])
-    roots, skipped = [], []
-    # the job's status first: a job found lost is recorded as lost before its status file is listed
-    job = job_info(expand(args["job_dir"], base), args.get("write")) if args.get("job_dir") else None
-    for item in args.get("roots") or []:
-        src_abs = expand(item["src"], base)
-        root = {"src": item["src"], "abs": src_abs, "dest": item.get("dest") or "", "required": bool(item.get("required"))}
-        if os.path.isdir(src_abs) and not os.path.islink(src_abs):
-            root["kind"] = "dir"
-        elif os.path.isfile(src_abs) and not os.path.islink(src_abs):
-            root["kind"] = "file"
-        elif os.path.islink(src_abs):
-            root["kind"] = "symlink"
-        else:
-            root["kind"] = "missing"
-        roots.append(root)
-    entries = []
-    for i, root in enumerate(roots):
-        if root["kind"] in ("dir", "file"):
-            for dest, idx, rel, full, st in walk_root(i, root, patterns, skipped):
-                if only is None or dest in only:
-                    entries.append((dest, idx, rel, full, st))
-        elif root["kind"] == "symlink":
-            skipped.append({"path": root["dest"] or root["src"], "reason": "symlink"})
+def classify_root(item, base):
+    """A source as the manifest describes it: src, abs, dest, required and kind (dir, file, symlink, missing)."""
+    src_abs = expand(item["src"], base)
+    root = {"src": item["src"], "abs": src_abs, "dest": item.get("dest") or "", "required": bool(item.get("required"))}
+    if os.path.islink(src_abs):
+        root["kind"] = "symlink"
+    elif os.path.isdir(src_abs):
+        root["kind"] = "dir"
+    elif os.path.isfile(src_abs):
+        root["kind"] = "file"
+    else:
+        root["kind"] = "missing"
+    return root
 
-    cache_dir = expand(args.get("cache_dir") or "~/.bifrost/cache/collect/default")
-    cache_file = os.path.join(cache_dir, "hashes.json")
-    cache = load_cache(cache_file)
+
+def hash_entries(entries, cache, nocache, skipped):
+    """{dest: sha256} of the walked entries, from the cache where size/mtime/ctime/inode match, else hashed in
+    threads; plus the bytes taken from the cache and the dests hashed now."""
     todo, results, cached_bytes = [], {}, 0
-    for dest, idx, rel, full, st in entries:
+    for dest, _idx, _rel, full, st in entries:
         key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = cache.get(full)
         if dest not in nocache and isinstance(hit, list) and len(hit) == 5 and hit[:4] == key:
@@ -229,11 +214,9 @@ def manifest(args):
             cached_bytes += st.st_size
         else:
             todo.append((dest, full))
-    t_walk = time.monotonic() - t0
-    workers = max(1, min(8, os.cpu_count() or 1, len(todo)))
     hashed = {}
     if todo:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1, len(todo)))) as pool:
             futures = {dest: pool.submit(sha256_file, full) for dest, full in todo}
             for dest, fut in futures.items():
                 try:
@@ -241,6 +224,33 @@ def manifest(args):
                 except OSError as exc:
                     skipped.append({"path": dest, "reason": "unreadable: %s" % exc})
     results.update(hashed)
+    return results, cached_bytes, hashed
+
+
+def manifest(args):
+    t0 = time.monotonic()
+    base = args.get("base") or "~"
+    patterns = args.get("exclude") or []
+    only = set(args["only"]) if args.get("only") is not None else None
+    nocache = set(args.get("nocache") or [])
+    skipped = []
+    # the job's status first: a job found lost is recorded as lost before its status file is listed
+    job = job_info(expand(args["job_dir"], base), args.get("write")) if args.get("job_dir") else None
+    roots = [classify_root(item, base) for item in args.get("roots") or []]
+    entries = []
+    for i, root in enumerate(roots):
+        if root["kind"] in ("dir", "file"):
+            for entry in walk_root(i, root, patterns, skipped):
+                if only is None or entry[0] in only:
+                    entries.append(entry)
+        elif root["kind"] == "symlink":
+            skipped.append({"path": root["dest"] or root["src"], "reason": "symlink"})
+
+    cache_dir = expand(args.get("cache_dir") or "~/.bifrost/cache/collect/default")
+    cache_file = os.path.join(cache_dir, "hashes.json")
+    cache = load_cache(cache_file)
+    t_walk = time.monotonic() - t0
+    results, cached_bytes, hashed = hash_entries(entries, cache, nocache, skipped)
     files, new_cache, hashed_bytes = [], {}, 0
     for dest, idx, rel, full, st in entries:
         if dest not in results:
