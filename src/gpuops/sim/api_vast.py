@@ -175,7 +175,8 @@ def instance_json(engine: Engine, inst: Instance) -> dict:
     }
 
 
-def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - split into route groups pending
+def build_router(engine: Engine, auth) -> APIRouter:
+    """The Vast routes, registered by group; the groups share these small helpers."""
     r = APIRouter()
 
     def route(path: str, methods: list[str]):
@@ -209,6 +210,16 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - split into 
             raise ApiError(404, "Instance not found", code="not_found")
         return inst
 
+    _offer_routes(engine, auth, route, body_json)
+    _create_route(engine, auth, route, body_json)
+    _listing_routes(engine, auth, route)
+    _manage_routes(engine, auth, route, body_json, lookup)
+    _ssh_routes(engine, auth, route, body_json, lookup, ssh_key_body)
+    return r
+
+
+def _offer_routes(engine: Engine, auth, route, body_json) -> None:
+    """Offer search: POST and GET /api/v0/bundles."""
     def search(q: dict) -> list[dict]:
         if not isinstance(q, dict):
             raise ApiError(400, "Error in query parameters: query must be a JSON object", code="invalid_args")
@@ -251,6 +262,9 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - split into 
             raise ApiError(400, "Error in query parameters: q is not valid JSON", code="invalid_args") from None
         return JSONResponse({"offers": search(q)})
 
+
+def _create_route(engine: Engine, auth, route, body_json) -> None:
+    """Renting an offer: PUT /api/v0/asks/{id}."""
     @route("/api/v0/asks/{ask_id}", ["PUT"])
     async def create_instance(ask_id: str, request: Request):
         auth(request)
@@ -319,6 +333,9 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - split into 
         return JSONResponse({"success": True, "new_contract": int(inst.id),
                              "instance_api_key": secrets.token_hex(32)})
 
+
+def _listing_routes(engine: Engine, auth, route) -> None:
+    """Listing and showing instances: /api/v1/instances, /api/v0/instances[/{id}]."""
     @route("/api/v1/instances", ["GET"])
     async def list_v1(request: Request):
         auth(request)
@@ -393,6 +410,9 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - split into 
         inst = engine.get(iid, "vast")
         return JSONResponse({"instances": instance_json(engine, inst) if inst else None})
 
+
+def _manage_routes(engine: Engine, auth, route, body_json, lookup) -> None:
+    """Start/stop/label, destroy and bid changes of one instance."""
     @route("/api/v0/instances/{iid}", ["PUT"])
     async def manage(iid: str, request: Request):
         auth(request)
@@ -446,6 +466,9 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - split into 
         inst.price_per_hour = req.price
         return JSONResponse({"success": True})
 
+
+def _ssh_routes(engine: Engine, auth, route, body_json, lookup, ssh_key_body) -> None:
+    """SSH keys of an instance and of the account."""
     @route("/api/v0/instances/{iid}/ssh", ["POST"])
     async def attach_ssh(iid: str, request: Request):
         auth(request)
@@ -498,6 +521,3 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - split into 
         if len(engine.vast_account_keys) == before:  # the spec answers an unknown key id with 400 no_ssh_key
             raise ApiError(400, "No ssh key provided", code="no_ssh_key")
         return JSONResponse({"success": True})
-
-    return r
-
