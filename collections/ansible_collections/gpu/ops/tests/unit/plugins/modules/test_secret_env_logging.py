@@ -68,8 +68,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_env_values_never_reach_the_journal_as_the_action_plugin_sends_them(name, journal, capsys, tmp_path,
-                                                                           monkeypatch):
+def test_env_values_never_reach_the_journal(name, journal, capsys, tmp_path, monkeypatch):
+    """env as the action plugin hands it over (one no_log string)."""
     for var in ("RUNPOD_API_KEY", "VAST_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     module, make_args = CASES[name]
