@@ -71,6 +71,7 @@ units: venv $(ATSTAMP)
 
 lint: venv
 	@$(VENV)/bin/ruff check src tests benchmarks
+	@$(VENV)/bin/ruff check $(COLL)
 	@$(VENV)/bin/ansible-lint --offline --profile production
 	@cd $(COLL) && ../../../../$(VENV)/bin/antsibull-changelog lint
 

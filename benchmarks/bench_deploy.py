@@ -215,9 +215,9 @@ def main() -> int:
             w = Wire(node, work)
             first = {"gpu.ops": [], "rsync -az": [], "full bundle": []}
             for i in range(ROUNDS):  # a fresh destination each round: every round is a first deploy
-                first["gpu.ops"].append(w.measure(lambda: ours(w, repo, f"~/first/ours{i}")))
-                first["rsync -az"].append(w.measure(lambda: rsync(w, repo, f"~/first/rsync{i}")))
-                first["full bundle"].append(w.measure(lambda: full_bundle(w, repo, f"~/first/seed{i}", work)))
+                first["gpu.ops"].append(w.measure(lambda i=i: ours(w, repo, f"~/first/ours{i}")))
+                first["rsync -az"].append(w.measure(lambda i=i: rsync(w, repo, f"~/first/rsync{i}")))
+                first["full bundle"].append(w.measure(lambda i=i: full_bundle(w, repo, f"~/first/seed{i}", work)))
             incr = {"gpu.ops": [], "rsync -az": [], "full bundle": [], "git delta": []}
             # the destinations that incremental rounds update (round 0's first deploys)
             for i in range(ROUNDS):

@@ -120,7 +120,8 @@ def main() -> None:
     worst = max(r[3] for r in rows)
     write_result("provision", {
         "ssh_ready_latency": [dict(zip(["provider", "boot_seconds", "latency_median_s", "latency_max_s",
-                                        "status_polls_median", "api_requests_median", "task_seconds_median"], r))
+                                        "status_polls_median", "api_requests_median", "task_seconds_median"], r,
+                                       strict=True))
                               for r in rows],
         "goal_latency_s": 2.0, "worst_latency_s": round(worst, 3), "goal_met": worst <= 2.0,
         "seed_latency_s": "30-40 (sleep 30 s, then poll every 10 s)",

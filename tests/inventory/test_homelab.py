@@ -21,7 +21,7 @@ def test_homelab_inventory_runs_roles_on_sim_nodes(sim, make_nodes, tmp_path):
     nodes = make_nodes(3, "runpod", prefix="homelab")
     names = ["gpu-master", "gpu1", "gpu2"]
     overlay = {"all": {"hosts": {}}}
-    for name, node in zip(names, nodes):
+    for name, node in zip(names, nodes, strict=True):
         hv = node.hostvars()
         overlay["all"]["hosts"][name] = {k: hv[k] for k in ("ansible_host", "ansible_port", "ansible_user",
                                                             "ansible_ssh_private_key_file", "ansible_ssh_common_args",

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+
+import yaml
+
+from gpuops.testing import REPO
+
+MODULES_DIR = REPO / "collections" / "ansible_collections" / "gpu" / "ops" / "plugins" / "modules"
+
 
 def is_create(method, path):
     return (method, path.rstrip("/")) == ("POST", "/v2/pods") or (method == "PUT" and path.startswith("/api/v0/asks/"))
@@ -36,3 +44,11 @@ def live(sim, prefix):
 
 def ledger_rows(sim, prefix):
     return [r for r in sim.client.ledger()["instances"] if (r["name"] or "").startswith(prefix)]
+
+
+def example_task(module: str, action: str) -> dict:
+    """The first task of ``module``'s EXAMPLES that runs ``action``, as documented (so a test runs the docs)."""
+    tree = ast.parse((MODULES_DIR / f"{module}.py").read_text())
+    text = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "EXAMPLES" for t in node.targets))
+    return next(task for task in yaml.safe_load(text) if action in task)

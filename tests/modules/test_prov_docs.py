@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from gpuops.testing import REPO, ansible_env
+from provtools import example_task
 
 MODULES = ["cost_info", "gpu_instance", "gpu_offer_info", "reap", "runpod_instance", "runpod_instance_info",
            "vast_instance", "vast_instance_info"]
@@ -45,3 +46,13 @@ def test_ansible_doc_renders_every_module():
 def test_action_group_lists_the_provider_modules():
     runtime = yaml.safe_load((COLL / "meta" / "runtime.yml").read_text())
     assert set(MODULES) <= set(runtime["action_groups"]["all"])
+
+
+def test_add_host_examples_pass_every_connection_fact():
+    """connection_facts() sets IdentitiesOnly=yes with a key: an add_host example without the key file only works
+    when the key is ssh's default identity. The gpu_instance example is also run as written (test_prov_gpu_instance)."""
+    facts = {"ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file", "ansible_ssh_common_args"}
+    for module in ("gpu_instance", "runpod_instance"):
+        args = example_task(module, "ansible.builtin.add_host")["ansible.builtin.add_host"]
+        assert facts <= set(args), module
+        assert "default(omit)" in args["ansible_ssh_private_key_file"], module  # no key given: no key var

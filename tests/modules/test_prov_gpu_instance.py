@@ -4,7 +4,7 @@ answers SSH replaced by the next offer."""
 
 from __future__ import annotations
 
-from provtools import ledger_rows, live
+from provtools import example_task, ledger_rows, live
 
 
 def test_failover_across_providers_then_rerun_and_destroy(play, sim, sim_faults, ssh_vars, uid, cleanup, recorder):
@@ -24,13 +24,8 @@ faults:
             {"name": "plan (check mode)", "gpu.ops.gpu_instance": node, "check_mode": True},
             {"name": "nodes", "gpu.ops.gpu_instance": node, "register": "fleet"},
             {"name": "nodes again", "gpu.ops.gpu_instance": node},
-            {"name": "inventory", "ansible.builtin.add_host": {
-                "name": "{{ item.name }}", "groups": "gpu_nodes",
-                "ansible_host": "{{ item.connection.ansible_host }}", "ansible_port": "{{ item.connection.ansible_port }}",
-                "ansible_user": "{{ item.connection.ansible_user }}",
-                "ansible_ssh_private_key_file": "{{ item.connection.ansible_ssh_private_key_file }}",
-                "ansible_ssh_common_args": "{{ item.connection.ansible_ssh_common_args }}"},
-             "loop": "{{ fleet.instances }}"}]},
+            # the module's documented add_host example, as written (the test key is not ssh's default identity)
+            dict(example_task("gpu_instance", "ansible.builtin.add_host"), name="inventory")]},
         {"name": "use", "hosts": "gpu_nodes", "gather_facts": False, "tasks": [
             {"name": "gpus", "ansible.builtin.raw": "nvidia-smi -L", "changed_when": False}]},
         {"name": "teardown", "hosts": "localhost", "gather_facts": False, "tasks": [

@@ -17,6 +17,7 @@ from pathlib import Path
 from gpuops.testing import run_playbook, task_results
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "collect.yml"
+SECRETS = ("env", "bootstrap.env", "env.tmp-42")
 COLLECT = "Copy the job directory and declared outputs home (sha256-verified, resumable)"
 
 
@@ -62,6 +63,9 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
     runs = tmp_path / "runs"
     for node in nodes:
         make_job(node, "train-1")
+        # a runner that died before reading its env files left them behind: they hold secrets, never collected
+        node.ssh("cd ~/.bifrost/jobs/train-1 && echo '{\"HF_TOKEN\": \"hf_leftover\"}' | tee env bootstrap.env "
+                 "> env.tmp-42")
     # a directory and a single file renamed on the way, besides the job dir
     extra = {"collect_job_id": "train-1",
              "collect_paths": ["checkpoints", {"src": "~/.bifrost/jobs/train-1/job.log", "dest": "logs/train.log"}]}
@@ -70,10 +74,12 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
     for node in nodes:
         r, dest = res[node.name], runs / "run1" / node.name
         assert r["changed"] and r["transfer"] == "rsync" and r["fetched"] == r["files"] == 12
-        want = node_tree(node, "train-1")
+        want = {k: v for k, v in node_tree(node, "train-1").items() if k not in SECRETS}
         assert local_tree(dest) == {**want, "logs/train.log": want["job.log"]}  # every byte, as on the node
         assert r["job"]["status"] == "succeeded" and r["job"]["exit_code"] == "0"
-        assert {s["path"]: s["reason"] for s in r["skipped_files"]} == {"outputs/latest": "symlink"}
+        assert {s["path"]: s["reason"] for s in r["skipped_files"]} == {
+            "outputs/latest": "symlink", **{k: "secret env file (never collected)" for k in SECRETS}}
+        assert not any(b"hf_leftover" in p.read_bytes() for p in dest.rglob("*") if p.is_file())
         # manifest.sha256 is what the node wrote, and it checks out against what arrived
         manifest = (dest / "manifest.sha256").read_text()
         assert manifest == node.ssh(f"cat {r['node_manifest']}").stdout
@@ -102,9 +108,25 @@ def test_collect_verified_resume_and_tamper_on_both_providers(make_nodes, sim, t
                                                "outputs/samples/s3.bin"]
     assert res[a.name]["fetched"] == 3 and sorted(res[b.name]["to_fetch"]) == ["job.log", "logs/train.log"]
     for node in nodes:
-        want = node_tree(node, "train-1")
+        want = {k: v for k, v in node_tree(node, "train-1").items() if k not in SECRETS}
         assert local_tree(runs / "run1" / node.name) == {**want, "logs/train.log": want["job.log"]}
     assert (runs / "run1" / b.name / "job.log").read_text().endswith("step 3\n")
+
+    # changed in place here with the same size and mtime: the collect.json cache cannot tell (documented), and
+    # verify=always hashes every file and fetches that one again
+    s4 = runs / "run1" / a.name / "outputs" / "samples" / "s4.bin"
+    st = s4.stat()
+    blob = bytearray(s4.read_bytes())
+    blob[7] ^= 0xFF
+    s4.write_bytes(bytes(blob))
+    os.utime(s4, ns=(st.st_atime_ns, st.st_mtime_ns))
+    res, _ = collect(inv, runs, **extra)
+    assert res[a.name]["fetched"] == 0 and res[a.name]["changed"] is False
+    res, _ = collect(inv, runs, collect_verify="always", **extra)
+    assert res[a.name]["to_fetch"] == ["outputs/samples/s4.bin"] and res[a.name]["fetched"] == 1
+    assert res[b.name]["fetched"] == 0
+    want = {k: v for k, v in node_tree(a, "train-1").items() if k not in SECRETS}
+    assert local_tree(runs / "run1" / a.name) == {**want, "logs/train.log": want["job.log"]}
 
 
 def test_checksum_mismatch_refetched_then_reported(runpod_node, sim, tmp_path):
@@ -197,6 +219,14 @@ def test_failed_job_never_started_job_and_missing_paths_tar(make_nodes, sim, tmp
     # the same run again over tar: nothing new
     res, _ = collect(inv, runs, **extra)
     assert res[failed.name]["changed"] is False and res[failed.name]["fetched"] == 0
+
+    # a job whose session died without a final status: collect.json and the copied status file say lost
+    make_job(failed, "gone-1", status="running")
+    res, _ = collect(inv, runs, collect_job_id="gone-1", collect_run_id="run2")
+    assert res[failed.name]["job"]["status"] == "lost"
+    dest = runs / "run2" / failed.name
+    assert json.loads((dest / "collect.json").read_text())["job"]["status"] == "lost"
+    assert (dest / "status").read_text() == "lost\n" and "bifrost-gone-1" in (dest / "lost_reason").read_text()
 
     # no run id: the role's argument validation stops the play before anything runs on the nodes
     proc = run_playbook(PLAYBOOK, inv, {"collect_runs_dir": str(runs)}, json_output=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 
 from gpuops.testing import run_playbook
 from jobs_helpers import PLAYBOOKS, free_port, job_file, pid_alive, play, wait_for, workspace
@@ -84,8 +85,26 @@ def test_kill_lost_and_no_session_reuse(runpod_node, sim, tmp_path):
     job = p2.task("Read the job", host)["job"]
     assert job["status"] == "lost" and job["exit_code"] is None and not job["final"]
     assert "hung up" in job["lost_reason"]
-    assert job_file(runpod_node, "kl-lost", "status").strip() == "running"  # what the file says; not trusted
+    # the first look that found it lost recorded it: the job's own record no longer says running
+    assert job_file(runpod_node, "kl-lost", "status").strip() == "lost"
+    assert "hung up" in job_file(runpod_node, "kl-lost", "lost_reason")
     wait_for(lambda: not pid_alive(runpod_node, child["kl-lost"]), what="the lost job's command to stop")
+
+
+def fake_journald(node) -> dict:
+    """A stand-in for the systemd journal on the node: AnsibleModule logs its invocation to ``systemd.journal``
+    when that imports and ``systemd.daemon.booted()``; this one appends each record to a file."""
+    home = node.ssh("echo $HOME").stdout.strip()
+    pkg, log = f"{home}/fake-journald", f"{home}/journal.jsonl"
+    journal_py = ("import json\n"
+                  "def send(**fields):\n"
+                  f"    with open({log!r}, 'a') as fh:\n"
+                  "        fh.write(json.dumps(fields, default=str) + '\\n')\n"
+                  "sendv = send\n")
+    node.ssh(f"mkdir -p {pkg}/systemd && : > {pkg}/systemd/__init__.py && : > {log} && "
+             f"printf 'def booted():\\n    return True\\n' > {pkg}/systemd/daemon.py && "
+             f"printf %s {shlex.quote(journal_py)} > {pkg}/systemd/journal.py")
+    return {"pythonpath": pkg, "log": log}
 
 
 def test_secret_env_stays_out_of_ps_files_and_ansible_output(runpod_node, sim, tmp_path):
@@ -93,13 +112,19 @@ def test_secret_env_stays_out_of_ps_files_and_ansible_output(runpod_node, sim, t
     secret = "hf_" + hashlib.sha256(tmp_path.name.encode()).hexdigest()[:30]
     command = ('python3 -c "import os,hashlib;print(hashlib.sha256(os.environ[\'HF_TOKEN\'].encode()).hexdigest())" '
                '> "$BIFROST_OUTPUTS/token.sha256"; until [ -f "$BIFROST_JOB_DIR/go" ]; do sleep 0.1; done')
+    journal = fake_journald(runpod_node)
     inv = sim.inventory([runpod_node], tmp_path / "inventory.yml")
     proc = run_playbook(PLAYBOOKS / "jobs_start.yml", inv,
-                        {"jobs_start": [{"id": "sec", "command": command, "env": {"HF_TOKEN": secret}}]},
+                        {"jobs_start": [{"id": "sec", "command": command, "env": {"HF_TOKEN": secret}}],
+                         "jobs_module_env": {"PYTHONPATH": journal["pythonpath"]}},
                         args=["-vvv"], env={"ANSIBLE_INJECT_INVOCATION": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "HF_TOKEN" in proc.stdout  # the name is shown (env_names), never the value
     assert secret not in proc.stdout + proc.stderr
+    # what AnsibleModule logged on the node: the job module's invocation, without the value
+    logged = runpod_node.ssh(f"cat {journal['log']}").stdout
+    assert "ansible-gpu.ops.job Invoked with" in logged and "env=NOT_LOGGING_PARAMETER" in logged, logged[-2000:]
+    assert secret not in logged
     wait_for(lambda: job_file(runpod_node, "sec", "outputs/token.sha256"), what="the job to read its token")
     # while the job runs: not in any process's command line, not in any file under ~/.bifrost
     ps = runpod_node.ssh("ps -eo args; cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '").stdout

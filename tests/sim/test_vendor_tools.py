@@ -245,7 +245,7 @@ class RunpodSdk:
         assert r.returncode == 0, f"runpod {calls}: rc {r.returncode}\n{r.stderr[-2000:]}"
         out = json.loads(r.stdout)
         if expect_ok:
-            bad = [(c, o) for c, o in zip(calls, out) if isinstance(o, dict) and "exception" in o]
+            bad = [(c, o) for c, o in zip(calls, out, strict=False) if isinstance(o, dict) and "exception" in o]
             assert not bad and len(out) == len(calls), f"runpod SDK: {bad or out}"
         return out
 

@@ -173,7 +173,7 @@ class SimMiddleware:
         })
 
 
-def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdown=None) -> FastAPI:
+def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdown=None) -> FastAPI:  # noqa: C901
     app = FastAPI(title="gpuops-sim", docs_url=None, redoc_url=None, openapi_url=None)
     recorder = Recorder()
     app.state.engine = engine

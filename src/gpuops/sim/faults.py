@@ -149,7 +149,7 @@ class Fault:
         return self.count is not None and self.count <= 0
 
 
-def parse_fault(raw: Any, where: str) -> Fault:
+def parse_fault(raw: Any, where: str) -> Fault:  # noqa: C901 - one check per fault field
     if not isinstance(raw, dict):
         raise SimConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
     t = raw.get("type")

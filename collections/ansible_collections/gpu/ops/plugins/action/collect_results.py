@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import shlex
 import shutil
 import subprocess
@@ -29,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.gpu.ops.plugins.plugin_utils._collect_node import manifest_text
+from ansible_collections.gpu.ops.plugins.module_utils._job_runner import JOB_ID_RE
+from ansible_collections.gpu.ops.plugins.plugin_utils._collect_node import SECRET_FILES, manifest_text
 from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper, ssh_command, ssh_host
 
 display = Display()
@@ -45,11 +45,11 @@ ARGUMENT_SPEC = {
     "compress": {"type": "bool", "default": False},
     "verify_retries": {"type": "int", "default": 2},
     "on_mismatch": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
+    "verify": {"type": "str", "default": "changed", "choices": ["changed", "always"]},
 }
 STATE = "collect.json"
 MANIFEST = "manifest.sha256"
 PROGRESS_BYTES = 64 << 20
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class CollectError(Exception):
@@ -135,6 +135,33 @@ def _sha_or_none(path):
         return None
 
 
+def read_state(path):
+    """collect.json of an earlier collect into this destination ({} when there is none or it is unreadable)."""
+    try:
+        with open(path) as fh:
+            state = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def file_record(full, sha):
+    """What collect.json remembers of a verified file: its sha256 and the size and mtime it had when verified."""
+    st = os.stat(full)
+    return {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class Run(object):
+    """One host's collect: the options, the sources and what the steps found (warnings, missing, timings)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+        self.t0 = time.monotonic()
+        self.timings = {}
+        self.warnings = []
+        self.missing = []
+
+
 class RsyncStream(object):
     """One rsync pull; each received file is hashed (in ``pool``) while the next ones are still arriving.
 
@@ -210,71 +237,101 @@ class ActionModule(ActionBase):
 
     # ------------------------------------------------------------------------------------------
     def _run(self, result, args, task_vars):
-        t0 = time.monotonic()
-        timings = {}
-        host = task_vars.get("inventory_hostname", "node")
-        dest_dir = os.path.abspath(os.path.expanduser(args["dest"]))
         job_id = args.get("job_id") or None
         if job_id and not JOB_ID_RE.match(job_id):
-            raise CollectError("job_id %r is not a valid job id (letters, digits, . _ -)" % job_id)
+            raise CollectError("job_id %r is not a valid job id (letters, digits, - and _; at most 128, first a letter "
+                               "or digit)" % job_id)
         roots = []
         job_dir = posixpath.join(args["jobs_dir"], job_id) if job_id else None
         if job_dir:
             roots.append({"src": job_dir, "dest": "", "required": False})
         roots.extend(normalize_paths(args["paths"]))
         key = hashlib.sha256(json.dumps([roots, args["exclude"], args["base_dir"]]).encode()).hexdigest()[:12]
-        cache_dir = "~/.bifrost/cache/collect/%s-%s" % (job_id or "paths", key)
-        helper = self._helper = NodeHelper(self, task_vars, "collect")
-        margs = {"roots": roots, "base": args["base_dir"], "exclude": args["exclude"], "cache_dir": cache_dir,
-                 "job_dir": job_dir, "write": not self._task.check_mode}
-        state_path = os.path.join(dest_dir, STATE)
+        dest_dir = os.path.abspath(os.path.expanduser(args["dest"]))
+        run = Run(args=args, roots=roots, job_id=job_id, job_dir=job_dir, dest_dir=dest_dir,
+                  state_path=os.path.join(dest_dir, STATE), host=task_vars.get("inventory_hostname", "node"),
+                  margs={"roots": roots, "base": args["base_dir"], "exclude": args["exclude"],
+                         "cache_dir": "~/.bifrost/cache/collect/%s-%s" % (job_id or "paths", key),
+                         "job_dir": job_dir, "write": not self._task.check_mode})
+        self._helper = NodeHelper(self, task_vars, "collect")
         # files arrive one after the other: two hashing threads keep up with any link without crowding the stream
         pool = self._pool = ThreadPoolExecutor(max_workers=2)
         try:
-            return self._collect(result, args, roots, margs, job_id, job_dir, dest_dir, state_path, host, timings,
-                                 t0)
+            return self._collect(result, run)
         finally:
             pool.shutdown(wait=True)
 
-    def _collect(self, result, args, roots, margs, job_id, job_dir, dest_dir, state_path, host, timings, t0):
-        helper = self._helper
+    def _collect(self, result, run):
+        node, streamed = self._manifest(run)
+        self._check_sources(run, node)
+        verified, todo, early_fetched = self._local_check(run, node, streamed)
+        todo_bytes = sum(f[3] for f in todo)
+        method = self._method(run.args["transfer"], node)
+        out = dict(result, dest=run.dest_dir, job=node.get("job"), missing=run.missing, skipped_files=node["skipped"],
+                   files=len(node["files"]), bytes=sum(f[3] for f in node["files"]), fetched=0, fetched_bytes=0,
+                   to_fetch=[f[0] for f in todo][:200], to_fetch_count=len(todo), to_fetch_bytes=todo_bytes,
+                   transfer=method, changed=bool(todo or early_fetched), mismatched=[], timings=run.timings,
+                   manifest_sha256=node["manifest"]["sha256"], node_manifest=node["manifest"]["path"])
+        if run.warnings:
+            out["warnings"] = run.warnings
+        if self._task.check_mode:
+            run.timings["total"] = round(time.monotonic() - run.t0, 4)
+            return out
+
+        os.makedirs(run.dest_dir, exist_ok=True)
+        if todo_bytes >= PROGRESS_BYTES:
+            # progress on stderr: stdout may be a machine-read document (json callbacks)
+            display.display("%s: fetching %d file(s), %.1f MiB via %s"
+                            % (run.host, len(todo), todo_bytes / 1048576.0, method), stderr=True)
+        fetch = self._fetch_verified(run, node, method, todo, verified)
+        fetch["fetched"] += len(early_fetched)
+        fetch["fetched_bytes"] += sum(f[3] for f in early_fetched)
+        state = self._write_state(run, node, verified, fetch)
+        out.update(fetched=fetch["fetched"], fetched_bytes=fetch["fetched_bytes"], mismatched=fetch["bad"],
+                   attempts=fetch["attempt"] + 1, changing=state["changing"], verified=len(state["files"]),
+                   manifest=os.path.join(run.dest_dir, MANIFEST), node_timings=node.get("timings"))
+        if run.warnings:
+            out["warnings"] = run.warnings
+        return self._verdict(run, out, fetch)
+
+    def _manifest(self, run):
+        """The node's manifest; on a first collect into this destination, rsync copies every source meanwhile
+        (both take about as long; the manifest then checks what arrived). Returns (node answer, early hashes)."""
         t1 = time.monotonic()
-        # first collect into this destination: start copying every source while the node hashes (both take
-        # about as long; the manifest then checks what arrived, and the usual path fetches what does not match)
         early = None
-        if not self._task.check_mode and not os.path.exists(state_path) and args["transfer"] in ("auto", "rsync") \
-                and ssh_command(self._connection) and shutil.which("rsync"):
-            early = threading.Thread(target=self._early_copy, args=(roots, args, dest_dir))
+        if not self._task.check_mode and not os.path.exists(run.state_path) \
+                and run.args["transfer"] in ("auto", "rsync") and ssh_command(self._connection) and shutil.which("rsync"):
+            early = threading.Thread(target=self._early_copy, args=(run.roots, run.args, run.dest_dir))
             early.daemon = True
             self._early = {}
             early.start()
         try:
-            node = helper.run("manifest", margs)
-            timings["manifest"] = round(time.monotonic() - t1, 4)
+            node = self._helper.run("manifest", run.margs)
+            run.timings["manifest"] = round(time.monotonic() - t1, 4)
         finally:
             if early is not None:
                 early.join()
-        streamed = self._early if early is not None else {}
         if early is not None:
-            timings["early_copy"] = round(time.monotonic() - t1, 4)
+            run.timings["early_copy"] = round(time.monotonic() - t1, 4)
         if node.get("failed"):
             raise CollectError(node.get("msg"))
+        return node, (self._early if early is not None else {})
 
-        # -------- what is missing, what is required
-        warnings = []
-        missing = [r["src"] for r in node["roots"] if r["kind"] == "missing"]
+    def _check_sources(self, run, node):
+        """Warnings for what is missing or skipped; fail on required sources that are missing and on two sources
+        that land on the same path."""
+        run.missing = [r["src"] for r in node["roots"] if r["kind"] == "missing"]
         required_missing = [r["src"] for r in node["roots"] if r["kind"] == "missing" and r["required"]]
         job = node.get("job")
         if job is not None and not job["exists"]:
-            warnings.append("job directory %s does not exist on the node (the job never started?); collecting "
-                            "what exists" % job["dir"])
-        for src in missing:
-            if src != job_dir:
-                warnings.append("%s does not exist on the node; skipped" % src)
+            run.warnings.append("job directory %s does not exist on the node (the job never started?); collecting "
+                                "what exists" % job["dir"])
+        for src in run.missing:
+            if src != run.job_dir:
+                run.warnings.append("%s does not exist on the node; skipped" % src)
         for item in node["skipped"]:
-            if item["reason"] == "symlink":
-                continue
-            warnings.append("not collected: %s (%s)" % (item["path"], item["reason"]))
+            if item["reason"] != "symlink":
+                run.warnings.append("not collected: %s (%s)" % (item["path"], item["reason"]))
         if required_missing:
             raise CollectError("required path(s) missing on the node: %s" % ", ".join(required_missing))
         seen = {}
@@ -285,17 +342,13 @@ class ActionModule(ActionBase):
                                                              node["roots"][f[1]]["src"]))
             seen[f[0]] = f[1]
 
-        # -------- what the controller already holds, verified
-        state = {}
-        if os.path.exists(state_path):
-            try:
-                with open(state_path) as fh:
-                    state = json.load(fh)
-            except (OSError, ValueError):
-                state = {}
-        verified = dict(state.get("files") or {})
+    def _local_check(self, run, node, streamed):
+        """What the controller already holds verified. Returns (verified {path: record}, manifest rows to fetch,
+        rows the early copy brought). A file recorded in collect.json with the same sha256, size and mtime counts as
+        verified without hashing it again, unless verify=always."""
         t1 = time.monotonic()
-        todo, recheck = [], []
+        verified = dict(read_state(run.state_path).get("files") or {})
+        dest_dir = run.dest_dir
         wanted = set(f[0] for f in node["files"])
         for rel in streamed:
             if rel not in wanted:  # copied early but not part of the manifest (excluded, reserved, new): remove
@@ -304,130 +357,119 @@ class ActionModule(ActionBase):
                 except OSError:
                     pass
         early_fetched = [f for f in node["files"] if f[0] in streamed]
+        trust_cache = run.args["verify"] != "always"
+        todo, recheck = [], []
         for f in node["files"]:
             rel, size, sha = f[0], f[3], f[5]
             full = local_path(dest_dir, rel)
             if streamed.get(rel) == sha:
-                st = os.stat(full)
-                verified[rel] = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+                verified[rel] = file_record(full, sha)
                 continue
             rec = verified.get(rel)
             try:
                 st = os.stat(full)
             except OSError:
                 st = None
-            if st and rec and rec.get("sha256") == sha and rec.get("size") == st.st_size == size \
+            if trust_cache and st and rec and rec.get("sha256") == sha and rec.get("size") == st.st_size == size \
                     and rec.get("mtime_ns") == st.st_mtime_ns:
                 continue
             if st and st.st_size == size:
-                recheck.append(f)  # present but not recorded as verified: hash it before fetching again
+                recheck.append(f)  # present but not known verified: hash it before fetching again
             else:
                 todo.append(f)
         hashes = hash_many([local_path(dest_dir, f[0]) for f in recheck])
         for f in recheck:
             full = local_path(dest_dir, f[0])
             if hashes.get(full) == f[5]:
-                st = os.stat(full)
-                verified[f[0]] = {"sha256": f[5], "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+                verified[f[0]] = file_record(full, f[5])
             else:
+                verified.pop(f[0], None)
                 todo.append(f)
-        timings["local_check"] = round(time.monotonic() - t1, 4)
-        todo_bytes = sum(f[3] for f in todo)
-        method = self._method(args["transfer"], node)
-        early_bytes = sum(f[3] for f in early_fetched)
-        out = dict(result, dest=dest_dir, job=job, missing=missing, skipped_files=node["skipped"],
-                   files=len(node["files"]), bytes=sum(f[3] for f in node["files"]), fetched=0, fetched_bytes=0,
-                   to_fetch=[f[0] for f in todo][:200], to_fetch_count=len(todo), to_fetch_bytes=todo_bytes,
-                   transfer=method, changed=bool(todo or early_fetched), mismatched=[], timings=timings,
-                   manifest_sha256=node["manifest"]["sha256"], node_manifest=node["manifest"]["path"])
-        if warnings:
-            out["warnings"] = warnings
-        if self._task.check_mode:
-            timings["total"] = round(time.monotonic() - t0, 4)
-            return out
+        run.timings["local_check"] = round(time.monotonic() - t1, 4)
+        return verified, todo, early_fetched
 
-        os.makedirs(dest_dir, exist_ok=True)
-        if todo_bytes >= PROGRESS_BYTES:
-            # progress on stderr: stdout may be a machine-read document (json callbacks)
-            display.display("%s: fetching %d file(s), %.1f MiB via %s"
-                            % (host, len(todo), todo_bytes / 1048576.0, method), stderr=True)
-        fetched, fetched_bytes, attempt, bad = len(early_fetched), early_bytes, 0, []
+    def _fetch_verified(self, run, node, method, todo, verified):
+        """Fetch ``todo`` and verify each file; re-hash mismatches on the node and fetch them again, up to
+        verify_retries times. Returns {fetched, fetched_bytes, attempt, bad, changing, by_dest}."""
+        fetched, fetched_bytes, attempt, bad = 0, 0, 0, []
         by_dest = {f[0]: f for f in node["files"]}
         changed_on_node = set()  # files whose content changed on the node during this collect (still written)
         pending = todo
         t1 = time.monotonic()
         while pending:
-            got = self._transfer(method, node["roots"], pending, dest_dir, args["compress"])
+            got = self._transfer(method, node["roots"], pending, run.dest_dir, run.args["compress"])
             fetched += len(pending)
             fetched_bytes += sum(f[3] for f in pending)
             bad = []
             for f in pending:
-                full = local_path(dest_dir, f[0])
                 if got.get(f[0]) == f[5]:
-                    st = os.stat(full)
-                    verified[f[0]] = {"sha256": f[5], "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+                    verified[f[0]] = file_record(local_path(run.dest_dir, f[0]), f[5])
                 else:
                     verified.pop(f[0], None)
                     bad.append({"path": f[0], "expected": f[5], "got": got.get(f[0])})
-            if not bad or attempt >= args["verify_retries"]:
+            if not bad or attempt >= run.args["verify_retries"]:
                 break
             attempt += 1
             # re-hash on the node without the cache: a changed hash means the file is being written (or the cache
             # was stale); the same hash means the copy here went wrong. Either way, fetch it again.
-            again = helper.run("manifest", dict(margs, only=[b["path"] for b in bad], nocache=[b["path"] for b in bad]))
+            again = self._helper.run("manifest", dict(run.margs, only=[b["path"] for b in bad],
+                                                      nocache=[b["path"] for b in bad]))
             node["manifest"] = again["manifest"]
             fresh = {f[0]: f for f in again["files"]}
             for b in bad:
                 if b["path"] not in fresh:
-                    warnings.append("%s vanished on the node during collect" % b["path"])
+                    run.warnings.append("%s vanished on the node during collect" % b["path"])
                     by_dest.pop(b["path"], None)
                 elif fresh[b["path"]][5] != by_dest[b["path"]][5]:
                     changed_on_node.add(b["path"])
             by_dest.update(fresh)
             bad = [b for b in bad if b["path"] in fresh]
             pending = [fresh[b["path"]] for b in bad]
-        timings["transfer_verify"] = round(time.monotonic() - t1, 4)
+        run.timings["transfer_verify"] = round(time.monotonic() - t1, 4)
         # files still changing on the node (a running job's log) cannot be verified: warn, keep the copy, retry next
         # time. A file that stayed the same on the node and still does not verify here is a real failure.
-        changing = [b for b in bad if b["path"] in changed_on_node]
-        bad = [b for b in bad if b["path"] not in changed_on_node]
+        return {"fetched": fetched, "fetched_bytes": fetched_bytes, "attempt": attempt, "by_dest": by_dest,
+                "changing": [b for b in bad if b["path"] in changed_on_node],
+                "bad": [b for b in bad if b["path"] not in changed_on_node]}
 
-        # -------- manifest + state on the controller
-        files = sorted(by_dest.values())
+    def _write_state(self, run, node, verified, fetch):
+        """manifest.sha256 and collect.json in the destination."""
+        files = sorted(fetch["by_dest"].values())
         text = manifest_text((f[0], f[5]) for f in files)
-        with open(os.path.join(dest_dir, MANIFEST), "w") as fh:
+        with open(os.path.join(run.dest_dir, MANIFEST), "w") as fh:
             fh.write(text)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        state = {"host": host, "job_id": job_id, "job": job, "collected_at": now,
+        changing = fetch["changing"]
+        state = {"host": run.host, "job_id": run.job_id, "job": node.get("job"), "collected_at": now,
                  "node_manifest": node["manifest"]["path"],
                  "manifest_sha256": hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
                  "roots": [{k: r[k] for k in ("src", "abs", "dest", "kind")} for r in node["roots"]],
-                 "missing": missing, "skipped": node["skipped"], "mismatched": bad,
+                 "missing": run.missing, "skipped": node["skipped"], "mismatched": fetch["bad"],
                  "changing": [c["path"] for c in changing],
-                 "files": {k: v for k, v in verified.items() if k in by_dest}}
-        atomic_json(state_path, state)
-        timings["total"] = round(time.monotonic() - t0, 4)
+                 "files": {k: v for k, v in verified.items() if k in fetch["by_dest"]}}
+        atomic_json(run.state_path, state)
+        run.timings["total"] = round(time.monotonic() - run.t0, 4)
         if state["manifest_sha256"] != node["manifest"]["sha256"]:
-            warnings.append("the manifest written here differs from the node's (%s)" % node["manifest"]["path"])
+            run.warnings.append("the manifest written here differs from the node's (%s)" % node["manifest"]["path"])
         if changing:
-            warnings.append("%d file(s) kept changing on the node while being copied (is the job still running?): %s. "
-                            "The copies here are not verified; the next collect fetches them again"
-                            % (len(changing), ", ".join(c["path"] for c in changing[:10])))
-        out.update(fetched=fetched, fetched_bytes=fetched_bytes, mismatched=bad, attempts=attempt + 1,
-                   changing=[c["path"] for c in changing], verified=len(state["files"]),
-                   manifest=os.path.join(dest_dir, MANIFEST), node_timings=node.get("timings"))
-        if warnings:
-            out["warnings"] = warnings
-        if bad:
-            named = "; ".join("%s (node %s, here %s)" % (b["path"], b["expected"][:12], (b["got"] or "nothing")[:12])
-                              for b in bad[:10])
-            msg = ("checksum mismatch after %d attempt(s) for %d file(s) that did not change on the node: %s. "
-                   "The copy here does not match the node's file (written to or blocked on the controller, or "
-                   "corrupted); verified files are kept and a rerun fetches only these"
-                   % (attempt + 1, len(bad), named))
-            if args["on_mismatch"] == "fail":
-                return dict(out, failed=True, msg=msg)
-            out.setdefault("warnings", []).append(msg)
+            run.warnings.append("%d file(s) kept changing on the node while being copied (is the job still running?): "
+                                "%s. The copies here are not verified; the next collect fetches them again"
+                                % (len(changing), ", ".join(c["path"] for c in changing[:10])))
+        return state
+
+    def _verdict(self, run, out, fetch):
+        bad = fetch["bad"]
+        if not bad:
+            return out
+        named = "; ".join("%s (node %s, here %s)" % (b["path"], b["expected"][:12], (b["got"] or "nothing")[:12])
+                          for b in bad[:10])
+        msg = ("checksum mismatch after %d attempt(s) for %d file(s) that did not change on the node: %s. "
+               "The copy here does not match the node's file (written to or blocked on the controller, or "
+               "corrupted); verified files are kept and a rerun fetches only these"
+               % (fetch["attempt"] + 1, len(bad), named))
+        if run.args["on_mismatch"] == "fail":
+            return dict(out, failed=True, msg=msg)
+        out.setdefault("warnings", []).append(msg)
         return out
 
     # ------------------------------------------------------------------------------------------ transfer
@@ -514,6 +556,8 @@ class ActionModule(ActionBase):
                 if remote is None:
                     continue
                 excludes = ["--exclude=" + p for p in args["exclude"]]
+                # never bring a job's secret env file over, not even for a moment (the manifest leaves it out too)
+                excludes += ["--exclude=/%s%s" % (name, tail) for name in SECRET_FILES for tail in ("", ".tmp-*")]
                 if not root["dest"]:
                     excludes += ["--exclude=/%s" % STATE, "--exclude=/%s" % MANIFEST]
                 target = local_path(dest_dir, root["dest"]) if root["dest"] else dest_dir

@@ -30,7 +30,9 @@ options:
     description:
       - known_hosts file the readiness probe trusts new host keys into (trust on first use), per run.
       - Entries for the address of an instance created or destroyed by the module are removed from it,
-        because cloud addresses and ports are reused by other machines.
+        because cloud addresses and ports are reused by other machines. Without this option a destroyed
+        instance's entries are removed from the default files of its run (its C(run_id) label), of O(run_id) and
+        C(~/.cache/gpuops/known_hosts), so O(state=absent) needs neither this option nor O(run_id) for that.
       - Defaults to C(~/.cache/gpuops/known_hosts-<run_id>), or C(~/.cache/gpuops/known_hosts) without O(run_id).
     type: path
   wait:

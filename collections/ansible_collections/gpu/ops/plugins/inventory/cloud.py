@@ -252,7 +252,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 result = self._memo("groups", conditional, variables, lambda c=conditional: evaluate(c))
             except Exception as e:
                 if strict:
-                    raise AnsibleParserError("Could not add host %s to group %s: %s" % (host, group_name, e))
+                    raise AnsibleParserError("Could not add host %s to group %s: %s" % (host, group_name, e)) from e
                 continue
             if result:
                 self.inventory.add_child(self.inventory.add_group(self._sanitize_group_name(group_name)), host)

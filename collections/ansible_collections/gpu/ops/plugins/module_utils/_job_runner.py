@@ -45,7 +45,9 @@ RUNNER_VERSION = "1"
 
 FINAL_STATUSES = ("succeeded", "failed", "bootstrap_failed", "bootstrap_timeout", "killed")
 ACTIVE_STATUSES = ("starting", "bootstrapping", "running")
-ALL_STATUSES = ACTIVE_STATUSES + FINAL_STATUSES + ("lost",)
+
+# The one job-id pattern (the modules, collect, the runner): tmux session names cannot hold "." or ":".
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 SESSION_PREFIX = "bifrost-"
 BOOTSTRAP_SUFFIX = "-bootstrap"

@@ -26,14 +26,15 @@ from ansible_collections.gpu.ops.plugins.module_utils import _job_runner as runn
 from ansible_collections.gpu.ops.plugins.module_utils._job_runner import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
+    JOB_ID_RE,
     read_bootstrap_flag,
     read_json,
     read_text,
     write_atomic,
 )
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import hide_env
 
 DEFAULT_ROOT = "~/.bifrost"
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEP_FILES = ("uv.lock", "pyproject.toml", "requirements.txt", ".python-version")
 
@@ -59,19 +60,13 @@ def validate_env(env):
     return dict((str(k), "" if v is None else str(v)) for k, v in (env or {}).items())
 
 
-REDACTED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-
-
 def hide_env_values(module):
-    """Take the ``env`` option's values and leave only their names in ``module.params``.
+    """Take the ``env`` option's values and leave only their names in ``module.params`` (see ``_secret_env``).
 
     The result's ``invocation`` (ANSIBLE_INJECT_INVOCATION, or cores before 2.21) is built from
-    ``module.params``, so the values never leave the node. ``env`` is not ``no_log``: Ansible would then star out
-    every occurrence of every value in all output, and a NODE_RANK of "0" would wreck every number.
+    ``module.params``, so the values never leave the node.
     """
-    env = dict(module.params.get("env") or {})
-    module.params["env"] = dict((k, REDACTED) for k in env)
-    return env
+    return hide_env(module.params)
 
 
 def session_name(job_id):
@@ -241,11 +236,12 @@ def bootstrap_state(job_dir, job_id, sessions):
     return info
 
 
-def read_job(job_dir, sessions=None, log_lines=0, bootstrap_log_lines=0):
+def read_job(job_dir, sessions=None, log_lines=0, bootstrap_log_lines=0, persist=False):
     """Status of one job from its files; ``sessions`` is a live_sessions() snapshot taken after a first look.
 
     Never infers success: ``succeeded`` needs the runner's final status and an exit code of 0; a status that
-    is not final while the session is gone is ``lost``.
+    is not final while the session is gone is ``lost``. With ``persist`` the first reader that finds a job lost
+    records it in the ``status`` file (and why, in ``lost_reason``), so the record a user keeps says so too.
     """
     job_id = os.path.basename(job_dir.rstrip("/"))
     meta = read_json(os.path.join(job_dir, "metadata.json"), {}) or {}
@@ -297,17 +293,30 @@ def read_job(job_dir, sessions=None, log_lines=0, bootstrap_log_lines=0):
         "bootstrap": bootstrap_state(job_dir, job_id, sessions),
     }
     if status == "lost":
-        info["lost_reason"] = _str_file(os.path.join(job_dir, "lost_reason")) or (
-            "the tmux session %s is gone and the job recorded no final status" % sess)
+        recorded = _str_file(os.path.join(job_dir, "lost_reason"))
+        info["lost_reason"] = recorded or ("the tmux session %s is gone and the job recorded no final status" % sess)
         crash = _str_file(os.path.join(job_dir, "runner.err"))
-        if crash:
+        if crash and "; runner error: " not in info["lost_reason"]:
             info["lost_reason"] += "; runner error: " + crash.splitlines()[-1]
+        if persist and raw != "lost":
+            _record_lost(job_dir, info["lost_reason"], recorded)
     if bootstrap_log_lines > 0:
         info["bootstrap"]["log_tail"] = tail_lines(info["bootstrap"]["log"], bootstrap_log_lines)
     if warnings:
         info["warnings"] = warnings
     info["duration_s"] = _duration(info["started_at"], info["ended_at"])
     return info
+
+
+def _record_lost(job_dir, reason, recorded):
+    """Write ``lost`` into the status file (the runner can no longer do it). A runner that is in fact still
+    finishing replaces it with its final status, as it writes that file last."""
+    try:
+        if not recorded:
+            write_atomic(os.path.join(job_dir, "lost_reason"), reason + "\n")
+        write_atomic(os.path.join(job_dir, "status"), "lost\n")
+    except OSError:
+        pass  # a read-only job dir (another user's): report lost without recording it
 
 
 def _epoch(stamp):
@@ -329,7 +338,7 @@ def _duration(started, ended):
     return None if b is None else max(0, int(b - a))
 
 
-def list_jobs(paths, log_lines=0, name=None):
+def list_jobs(paths, log_lines=0, name=None, persist=False):
     try:
         ids = sorted(d for d in os.listdir(paths.jobs) if JOB_ID_RE.match(d)
                      and os.path.isdir(os.path.join(paths.jobs, d)))
@@ -338,7 +347,7 @@ def list_jobs(paths, log_lines=0, name=None):
     sessions = live_sessions()
     out = []
     for job_id in ids:
-        info = read_job(os.path.join(paths.jobs, job_id), sessions, log_lines)
+        info = read_job(os.path.join(paths.jobs, job_id), sessions, log_lines, persist=persist)
         if info["status"] is None:
             continue
         if name and info.get("name") != name:
@@ -397,13 +406,30 @@ def start_job(paths, job_id, command, workdir, env, bootstrap="auto", bootstrap_
         tmux_new_session(sess, workdir, [sys.executable, paths.runner, "run", job_dir])
         _confirm_started(job_dir, os.path.join(job_dir, "pid"), sess)
     except JobError:
-        for leftover in ("env", "metadata.json"):
-            try:
-                os.unlink(os.path.join(job_dir, leftover))
-            except OSError:
-                pass
+        _undo_start(job_dir, sess)
         raise
     return True, read_job(job_dir)
+
+
+# what start_job and a runner that never got going write. A bootstrap's files in the same directory stay, and so do
+# job.log and runner.err for the post-mortem: without metadata and status the directory is no job to job_info.
+JOB_START_FILES = ("env", "command.sh", "spec.json", "status", "metadata.json", "pid", "child_pid", "started_at")
+
+
+def _undo_start(job_dir, sess):
+    """A start that failed leaves no job behind (job_info would list it as lost for ever): stop a runner that
+    may still come up, then remove what the start wrote."""
+    runner.tmux_kill_session(sess)
+    for name in JOB_START_FILES:
+        try:
+            os.unlink(os.path.join(job_dir, name))
+        except OSError:
+            pass
+    for d in (os.path.join(job_dir, "outputs"), job_dir):
+        try:
+            os.rmdir(d)  # only when empty
+        except OSError:
+            pass
 
 
 def _confirm_started(job_dir, pidfile, sess, timeout=15.0):
@@ -712,7 +738,7 @@ def probe_url(url, statuses=(200,), match=None, timeout=2.0):
 
 
 def wait_job(paths, job_id, state="finished", timeout=30.0, ready_url=None, ready_status=(200,), ready_match=None,
-             log_lines=20):
+             log_lines=20, persist=False):
     """Wait on the node, with backoff, up to ``timeout`` s for ``state``. Returns a dict with ``done``.
 
     finished:     the job has a final status (or is lost)
@@ -727,7 +753,7 @@ def wait_job(paths, job_id, state="finished", timeout=30.0, ready_url=None, read
     detail = None
     ready = False
     while True:
-        info = read_job(job_dir, None, log_lines, log_lines if state == "bootstrapped" else 0)
+        info = read_job(job_dir, None, log_lines, log_lines if state == "bootstrapped" else 0, persist=persist)
         if state == "bootstrapped":
             done = info["bootstrap"]["state"] not in ("running",)
         elif state == "ready":

@@ -88,7 +88,7 @@ def normalize_sha256(value):
     return s
 
 
-def validate_manifest(manifest):
+def validate_manifest(manifest):  # noqa: C901 - one flat list of independent field checks, read top to bottom
     """Check every entry; return ``(entries, errors)``. Entries are normalized copies:
 
     ``{"name", "src", "sha256" (lower-case hex), "dest" (relative or absolute, normalized), "size" (int or None),
@@ -236,7 +236,7 @@ class Cache(object):
                     self._lock_fh.close()
                     self._lock_fh = None
                     raise ArtifactError("another run holds the artifact cache lock %s; gave up after %d s"
-                                        % (os.path.join(self.root, ".lock"), timeout))
+                                        % (os.path.join(self.root, ".lock"), timeout)) from e
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -429,7 +429,7 @@ def ensure_link(dest, target, link_type="symlink", force=False, check_mode=False
             os.link(target, tmp)
         except OSError as e:
             raise ArtifactError("cannot hard-link %s to %s: %s (a hard link needs the cache and the link directory "
-                                "on one filesystem; use link_type symlink)" % (dest, target, e.strerror))
+                                "on one filesystem; use link_type symlink)" % (dest, target, e.strerror)) from e
     else:
         os.symlink(target, tmp)
     os.replace(tmp, dest)

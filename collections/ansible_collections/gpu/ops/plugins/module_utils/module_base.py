@@ -20,6 +20,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
 from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import hide_env
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, OfferFilters, make_labels, parse_ttl, utc_iso
 from ansible_collections.gpu.ops.plugins.module_utils.runpod import (
     DEFAULT_API_URL as RUNPOD_API_URL,
@@ -89,9 +90,13 @@ class GpuOpsModule:
         spec = auth_argument_spec()
         spec.update(argument_spec)
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.params = self.module.params
+        if "env" in spec:
+            # the module reads the values from its own copy; results and logs see the names only
+            self.params = dict(self.module.params)
+            self.params["env"] = hide_env(self.module.params)
         if not http.HAS_REQUESTS:
             self.module.fail_json(msg=missing_required_lib("requests"), exception=str(http.REQUESTS_IMPORT_ERROR))
-        self.params = self.module.params
         self.result = {"changed": False}
         self._providers = {}
         self.created = []  # (provider, Instance) made in this call, for teardown on failure
@@ -174,8 +179,25 @@ class GpuOpsModule:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        if known_hosts and inst.ssh_host and inst.ssh_port:
-            sshu.forget_host(known_hosts, inst.ssh_host, inst.ssh_port, self.run_command)
+        if inst.ssh_host and inst.ssh_port:
+            for path in self.known_hosts_files(inst, known_hosts):
+                sshu.forget_host(path, inst.ssh_host, inst.ssh_port, self.run_command)
+
+    def known_hosts_files(self, inst, used=None):
+        """Every known_hosts file a gpu.ops task may have trusted ``inst``'s host key into: the one this task used,
+        ``known_hosts_file``, else the default files of the instance's run (its run_id label), of this task's
+        run_id and without a run id. Teardown always removes the key (a later instance on the same address and
+        port has another one)."""
+        p = self.params
+        paths = [used, p.get("known_hosts_file")]
+        if not p.get("known_hosts_file"):
+            paths += [default_known_hosts((inst.labels or {}).get("run_id")), default_known_hosts(p.get("run_id")),
+                      default_known_hosts(None)]
+        out = []
+        for path in paths:
+            if path and os.path.expanduser(path) not in out:
+                out.append(os.path.expanduser(path))
+        return out
 
     def teardown_created(self):
         gone, left = [], []
@@ -216,10 +238,7 @@ class GpuOpsModule:
         pub = None
         if need_public_key or p.get("ssh_public_key") or p.get("ssh_public_key_file"):
             pub = sshu.load_public_key(p.get("ssh_public_key"), p.get("ssh_public_key_file"), priv)
-        kh = p.get("known_hosts_file")
-        if not kh:
-            rid = p.get("run_id")
-            kh = os.path.join("~", ".cache", "gpuops", "known_hosts-%s" % rid if rid else "known_hosts")
+        kh = p.get("known_hosts_file") or default_known_hosts(p.get("run_id"))
         self.known_hosts = sshu.ensure_known_hosts(kh) if not self.module.check_mode else os.path.expanduser(kh)
         return pub, {"private_key": priv, "known_hosts": self.known_hosts, "check_login": True,
                      "run": self.run_command}
@@ -257,6 +276,11 @@ class GpuOpsModule:
             self.module.log("gpu.ops: %s" % msg)
         except Exception:  # pylint: disable=broad-except
             pass
+
+
+def default_known_hosts(run_id):
+    """Where host keys are trusted without known_hosts_file: one file per run (doc fragment gpu.ops.instance)."""
+    return os.path.join("~", ".cache", "gpuops", "known_hosts-%s" % run_id if run_id else "known_hosts")
 
 
 def _whoami():
@@ -457,11 +481,8 @@ class InstanceStateMachine:
         if m.module.check_mode:
             return m.exit(changed=True, instance=found[0].to_dict(), destroyed=[i.id for i in found],
                           msg="would destroy %s" % ", ".join(self.label(i) for i in found))
-        kh = self.p.get("known_hosts_file")
-        if kh:
-            kh = os.path.expanduser(kh)
         for inst in found:
-            self.m.terminate(self.prov, inst, known_hosts=kh)
+            self.m.terminate(self.prov, inst)  # removes its host key from known_hosts_file or the default files
         return m.exit(changed=True, instance=found[0].to_dict(), destroyed=[i.id for i in found])
 
     def _wait_status(self, inst, status):

@@ -27,7 +27,13 @@ description:
     it again. A file that stayed the same on the node but still does not verify here is a failure (see
     O(on_mismatch)).
   - O(dest)/C(manifest.sha256) is the manifest (check it with C(sha256sum -c manifest.sha256) in O(dest)) and
-    O(dest)/C(collect.json) records the verified files, the job's status and what was missing or skipped.
+    O(dest)/C(collect.json) records the verified files, the job's status (V(lost) when its session is gone without
+    a final status; then also recorded on the node) and what was missing or skipped. A job's env files are never
+    copied.
+  - C(collect.json) is also the controller's cache - a file recorded there with the same sha256, size and
+    modification time as it has now is taken as verified without hashing it again (O(verify=changed)). A copy
+    changed in place that keeps its size and mtime is therefore not noticed; O(verify=always) hashes every file
+    here on every run.
   - Works on failed jobs and on jobs that never started; missing sources are warnings unless marked required.
   - This is an action plugin; the node side is a small versioned helper (C(~/.bifrost/bin/gpuops-collect-<hash>.py)) that
     needs Python >= 3.9 on the node.
@@ -81,6 +87,13 @@ options:
     description: How many times files whose checksum does not match the manifest are re-hashed and fetched again.
     type: int
     default: 2
+  verify:
+    description:
+      - V(changed) hashes a file already in O(dest) only when its size or mtime differ from what C(collect.json)
+        recorded when it was verified; V(always) hashes every file in O(dest) (fetching again what does not match).
+    type: str
+    choices: [changed, always]
+    default: changed
   on_mismatch:
     description:
       - What to do when files that did not change on the node still do not match after the retries (the copy on

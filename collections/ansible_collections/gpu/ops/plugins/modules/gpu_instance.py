@@ -99,6 +99,8 @@ options:
   env:
     description:
       - Environment variables of the containers. C(PUBLIC_KEY) and C(GPUOPS_*) are set by the module.
+      - Values may be secrets - they reach no log and no result (a C(no_log) option that this module's action
+        plugin hands over as one string, so Ansible does not star out short values elsewhere in the output).
     type: dict
     default: {}
   ports:
@@ -162,6 +164,7 @@ EXAMPLES = r"""
     ansible_host: "{{ item.connection.ansible_host }}"
     ansible_port: "{{ item.connection.ansible_port }}"
     ansible_user: "{{ item.connection.ansible_user }}"
+    ansible_ssh_private_key_file: "{{ item.connection.ansible_ssh_private_key_file | default(omit) }}"
     ansible_ssh_common_args: "{{ item.connection.ansible_ssh_common_args }}"
   loop: "{{ fleet.instances }}"
 
@@ -192,7 +195,10 @@ instances:
   sample:
     - {id: "7835610", name: ddp-0, provider: vast, status: running, ssh_host: 63.135.50.11, ssh_port: 41022,
        ssh_user: root, gpu_model: RTX 4090, gpu_count: 1, price_per_hour: 0.31,
-       connection: {ansible_host: 63.135.50.11, ansible_port: 41022, ansible_user: root}}
+       connection: {ansible_host: 63.135.50.11, ansible_port: 41022, ansible_user: root,
+                    ansible_ssh_private_key_file: /home/alice/.ssh/id_ed25519,
+                    ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts-r1
+                      -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes"}}
 attempts:
   description: Every create this task tried, in order, with C(outcome) (C(created), C(not_ready), or an error category
     such as C(no_capacity), C(offer_gone), C(insufficient_funds), C(invalid_request)) and the message.
@@ -250,6 +256,7 @@ import re
 
 from ansible_collections.gpu.ops.plugins.module_utils import fleet
 from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
 from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     GpuOpsModule,
     filter_argument_spec,
@@ -277,7 +284,7 @@ class GpuInstance:
 
     def existing(self, providers, pattern):
         found = {}
-        for name, prov in providers.items():
+        for prov in providers.values():
             for inst in prov.list():
                 if inst.status != "terminated" and pattern(inst.name or ""):
                     found.setdefault(inst.name, []).append((prov, inst))
@@ -439,7 +446,7 @@ def main():
         image=dict(type="str"),
         images=dict(type="dict"),
         disk_gb=dict(type="int", default=20),
-        env=dict(type="dict", default={}),
+        env=env_option(),
         ports=dict(type="list", elements="int", default=[]),
         ssh_user=vast_ssh_user_spec(),
     )

@@ -19,9 +19,9 @@ description:
     V(bootstrap_failed), V(bootstrap_timeout), V(killed)); it never uses C(set -e) around the command. A job whose
     session is gone without a final status is reported as V(lost) by M(gpu.ops.job_info).
   - Environment variables in O(env) reach the job through a 0600 file that the runner reads and deletes; they never
-    appear on a command line, and the action plugin replaces their values in the task result. (O(env) is not a
-    C(no_log) option on purpose - Ansible would then star out every occurrence of short values such as a
-    C(NODE_RANK) of C(0) in all output.)
+    appear on a command line, in a log or in a result. O(env) is a C(no_log) option that the action plugin hands
+    to the node as one string, so the node's system log records C(env=NOT_LOGGING_PARAMETER) and Ansible does not
+    star out short values such as a C(NODE_RANK) of C(0) elsewhere in the output; the result shows the names only.
   - Idempotent on O(job_id) - an existing job is never replaced or killed because a name is reused. Starting the
     same job id again reports the existing job unchanged; a different command for an existing id fails.
   - O(state=killed) sends SIGTERM to the runner, which stops the command's process group and records V(killed);
@@ -166,6 +166,8 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
+
 from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, hide_env_values, kill_job, start_job
 
 
@@ -176,7 +178,7 @@ def main():
             state=dict(type="str", default="started", choices=["started", "killed"]),
             command=dict(type="str"),
             workdir=dict(type="str", default="~/.bifrost/workspace"),
-            env=dict(type="dict", default={}, no_log=False),  # redacted by the action plugin
+            env=env_option(),  # no_log; handed over as one string by the action plugin
             bootstrap=dict(type="str", default="auto", choices=["auto", "wait", "skip"]),
             bootstrap_timeout=dict(type="int", default=600),
             kill_grace=dict(type="int", default=10),

@@ -56,7 +56,8 @@ options:
   env:
     description:
       - Environment for the bootstrap (for example a private index token). Passed in a 0600 file that the runner
-        deletes after reading it; the action plugin replaces the values in the task result.
+        deletes after reading it. A C(no_log) option handed to the node as one string by the action plugin - values
+        reach no log (the node's syslog/journal included) and no result; the names stay visible.
     type: dict
     default: {}
   python:
@@ -174,6 +175,8 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
+
 from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, hide_env_values, start_bootstrap
 
 
@@ -185,7 +188,7 @@ def main():
             command=dict(type="str"),
             timeout=dict(type="int", default=600),
             force=dict(type="bool", default=False),
-            env=dict(type="dict", default={}, no_log=False),  # redacted by the action plugin
+            env=env_option(),  # no_log; handed over as one string by the action plugin
             python=dict(type="str", default="python3"),
             venv=dict(type="str", default=".venv"),
             system_site_packages=dict(type="bool", default=False),

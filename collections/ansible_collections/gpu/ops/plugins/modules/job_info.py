@@ -16,7 +16,8 @@ description:
   - With O(job_id), returns that job; without it, returns every job (optionally only those named O(name)).
   - Status comes from the files the runner writes, never from guesses - V(succeeded) needs the runner's final
     status and an exit code of 0, and a job whose tmux session is gone without a final status is V(lost)
-    (with C(lost_reason)).
+    (with C(lost_reason)). The first look that finds a job lost records it - the job's C(status) file then says
+    V(lost) (and C(lost_reason) why), so the record kept after teardown does not say C(running).
   - The companion action plugin adds C(attach_command) (for example
     C(ssh -t -p PORT user@host tmux attach -t bifrost-<job_id>)) from the connection details.
 author:
@@ -47,7 +48,7 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Read-only; runs in check mode.
+    details: Runs in check mode, and then does not record a lost job in its status file.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
@@ -171,13 +172,14 @@ def main():
     )
     p = module.params
     paths = Paths(p["root"])
+    persist = not module.check_mode  # a job found lost is recorded as lost on the node
     try:
         if p["job_id"]:
             job_dir = paths.job_dir(p["job_id"])
             if not os.path.isdir(job_dir):
                 module.fail_json(msg="no job %s on this node (%s)" % (p["job_id"], job_dir))
-            module.exit_json(changed=False, job=read_job(job_dir, None, max(0, p["log_lines"])))
-        module.exit_json(changed=False, jobs=list_jobs(paths, max(0, p["log_lines"]), p["name"]))
+            module.exit_json(changed=False, job=read_job(job_dir, None, max(0, p["log_lines"]), persist=persist))
+        module.exit_json(changed=False, jobs=list_jobs(paths, max(0, p["log_lines"]), p["name"], persist=persist))
     except JobError as exc:
         module.fail_json(msg=str(exc))
 

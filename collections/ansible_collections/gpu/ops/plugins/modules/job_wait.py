@@ -16,7 +16,8 @@ description:
     the node, polling the job's files (and O(ready_url)) with backoff, so a finished job is seen within a fraction
     of a second. Between rounds the action prints one progress line per host on stderr - status, elapsed time and
     the job's last log line - so a long wait shows that the job is alive and how far it is.
-  - O(state=finished) ends when the job has a final status (or is V(lost)). The task fails unless the status is
+  - O(state=finished) ends when the job has a final status (or is V(lost); then V(lost) is recorded in the job's
+    C(status) file). The task fails unless the status is
     V(succeeded) and O(fail_on_failure=false) is not set; the message holds the status, exit code and log tail.
   - O(state=ready) is serve mode - it ends when O(ready_url), fetched on the node, answers with one of
     O(ready_status) (and matches O(ready_match)); it fails when the job ends first or on the deadline. For vLLM use
@@ -97,7 +98,8 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Read-only. In check mode a job that does not exist (because its start was only simulated) is skipped.
+    details: In check mode a job that does not exist (because its start was only simulated) is skipped, and a lost
+      job is not recorded as lost in its status file.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
@@ -178,7 +180,7 @@ def main():
     p = module.params
     try:
         res = wait_job(Paths(p["root"]), p["job_id"], p["state"], max(0, p["timeout"]), p["ready_url"],
-                       tuple(p["ready_status"]), p["ready_match"], max(0, p["log_lines"]))
+                       tuple(p["ready_status"]), p["ready_match"], max(0, p["log_lines"]), persist=not module.check_mode)
     except JobError as exc:
         module.fail_json(msg=str(exc))
     res["msg"] = "job %s: %s" % (p["job_id"], res["job"]["status"])

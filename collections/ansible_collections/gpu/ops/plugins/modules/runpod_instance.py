@@ -67,6 +67,8 @@ options:
       - Environment variables of the container.
       - C(PUBLIC_KEY) is set from the SSH public key and the C(GPUOPS_*) variables carry the ownership labels, so
         neither may be given here.
+      - Values may be secrets - they reach no log and no result (a C(no_log) option that this module's action
+        plugin hands over as one string, so Ansible does not star out short values elsewhere in the output).
     type: dict
     default: {}
   args:
@@ -141,6 +143,7 @@ EXAMPLES = r"""
     ansible_host: "{{ pod.instance.connection.ansible_host }}"
     ansible_port: "{{ pod.instance.connection.ansible_port }}"
     ansible_user: "{{ pod.instance.connection.ansible_user }}"
+    ansible_ssh_private_key_file: "{{ pod.instance.connection.ansible_ssh_private_key_file | default(omit) }}"
     ansible_ssh_common_args: "{{ pod.instance.connection.ansible_ssh_common_args }}"
 
 - name: A spot pod on community cloud, bidding 0.25 USD per GPU-hour
@@ -249,9 +252,13 @@ instance:
       sample: null
     connection:
       description: Host vars to reach the pod with Ansible (for M(ansible.builtin.add_host)); null without SSH endpoint.
+        C(ansible_ssh_private_key_file) is set when O(ssh_private_key_file) was given - C(ansible_ssh_common_args)
+        then holds C(IdentitiesOnly=yes), so pass both (see the examples).
       type: dict
       sample: {ansible_host: 213.173.108.12, ansible_port: 17445, ansible_user: root,
-               ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts -o StrictHostKeyChecking=accept-new"}
+               ansible_ssh_private_key_file: /home/alice/.ssh/gpu_ed25519,
+               ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts
+                 -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes"}
     wait:
       description: How the wait went (API polls, SSH probes, events with seconds since the wait began, C(ready_at) epoch).
       type: dict
@@ -286,6 +293,7 @@ error:
 
 import re
 
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
 from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     GpuOpsModule,
     InstanceStateMachine,
@@ -379,7 +387,7 @@ def main():
         image=dict(type="str"),
         disk_gb=dict(type="int", default=20),
         ports=dict(type="list", elements="str", default=[]),
-        env=dict(type="dict", default={}),
+        env=env_option(),
         args=dict(type="str"),
         cloud_type=dict(type="str", default="SECURE", choices=["SECURE", "COMMUNITY"]),
         data_centers=dict(type="list", elements="str"),

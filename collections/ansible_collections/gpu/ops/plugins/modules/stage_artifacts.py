@@ -218,11 +218,11 @@ def _http_get(url, p):
     try:
         return open_url(url, timeout=p["timeout"], validate_certs=p["validate_certs"], http_agent="gpu.ops stage_artifacts")
     except HTTPError as e:
-        raise art.ArtifactError("HTTP %s %s" % (e.code, e.reason), transient=e.code in art.TRANSIENT_HTTP)
+        raise art.ArtifactError("HTTP %s %s" % (e.code, e.reason), transient=e.code in art.TRANSIENT_HTTP) from e
     except URLError as e:
-        raise art.ArtifactError("cannot connect: %s" % (e.reason,), transient=True)
+        raise art.ArtifactError("cannot connect: %s" % (e.reason,), transient=True) from e
     except (socket.timeout, http.client.HTTPException, ConnectionError) as e:
-        raise art.ArtifactError("connection failed: %s" % (e,), transient=True)
+        raise art.ArtifactError("connection failed: %s" % (e,), transient=True) from e
 
 
 def download_once(cache, entry, p):
@@ -241,7 +241,7 @@ def download_once(cache, entry, p):
             try:
                 actual, n = art.stream_to(resp, part, length)
             except (socket.timeout, http.client.HTTPException, ConnectionError) as e:
-                raise art.ArtifactError("download interrupted: %s" % (e,), transient=True)
+                raise art.ArtifactError("download interrupted: %s" % (e,), transient=True) from e
         finally:
             resp.close()
         return actual, n, part

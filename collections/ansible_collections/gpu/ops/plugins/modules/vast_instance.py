@@ -60,6 +60,8 @@ options:
     description:
       - Environment variables of the container. Sent in the Docker-flag form Vast specifies (C(-e K=V)).
       - The C(GPUOPS_*) variables carry the ownership labels and may not be given here.
+      - Values may be secrets - they reach no log and no result (a C(no_log) option that this module's action
+        plugin hands over as one string, so Ansible does not star out short values elsewhere in the output).
     type: dict
     default: {}
   ports:
@@ -216,9 +218,13 @@ instance:
       sample: success, running vastai/base-image:cuda-12.4/ssh
     connection:
       description: Host vars to reach the instance with Ansible (for M(ansible.builtin.add_host)); null without SSH.
+        C(ansible_ssh_private_key_file) is set when O(ssh_private_key_file) was given - C(ansible_ssh_common_args)
+        then holds C(IdentitiesOnly=yes), so pass both (see the examples).
       type: dict
       sample: {ansible_host: 63.135.50.11, ansible_port: 41022, ansible_user: root,
-               ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts -o StrictHostKeyChecking=accept-new"}
+               ansible_ssh_private_key_file: /home/alice/.ssh/gpu_ed25519,
+               ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts
+                 -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes"}
     wait:
       description: How the wait went (API polls, SSH probes, events, C(ready_at) epoch).
       type: dict
@@ -260,6 +266,7 @@ error:
 
 from ansible_collections.gpu.ops.plugins.module_utils import fleet
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
 from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     GpuOpsModule,
     InstanceStateMachine,
@@ -358,7 +365,7 @@ def main():
         max_offers=dict(type="int", default=5),
         image=dict(type="str"),
         disk_gb=dict(type="int", default=20),
-        env=dict(type="dict", default={}),
+        env=env_option(),
         ports=dict(type="list", elements="int", default=[]),
         onstart=dict(type="str"),
         bid_price=dict(type="float"),

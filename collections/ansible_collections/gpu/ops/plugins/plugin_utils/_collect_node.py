@@ -22,13 +22,20 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-HELPER_NAME = "collect"
 RESERVED = ("manifest.sha256", "collect.json")
+# Files of a job directory that hold secrets: the env files the runner deletes once read (left behind when a
+# runner died first) and their temporary names while being written. Never collected.
+SECRET_FILES = ("env", "bootstrap.env")
+JOB_MARKERS = ("metadata.json", "bootstrap.json")
+# as in module_utils/_job_runner.py (this helper is installed on its own and imports nothing of the collection)
+ACTIVE_STATUSES = ("starting", "bootstrapping", "running")
+SESSION_PREFIX = "bifrost-"
 CHUNK = 1 << 20
 
 
@@ -71,6 +78,15 @@ def join_dest(*parts):
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
+def secret_file(name):
+    return any(name == s or name.startswith(s + ".tmp-") for s in SECRET_FILES)
+
+
+def is_job_dir(root):
+    """The job root (no dest), or a declared path that is a job directory."""
+    return not root["dest"] or any(os.path.exists(os.path.join(root["abs"], m)) for m in JOB_MARKERS)
+
+
 def walk_root(index, root, patterns, skipped):
     """Yield (dest path, root index, path relative to the root's dir, abs path, stat) for regular files."""
     path = root["abs"]
@@ -78,6 +94,7 @@ def walk_root(index, root, patterns, skipped):
         st = os.lstat(path)
         yield join_dest(root["dest"]), index, os.path.basename(path), path, st
         return
+    job_dir = is_job_dir(root)
     for dirpath, dirnames, filenames in os.walk(path):
         rel_dir = os.path.relpath(dirpath, path)
         rel_dir = "" if rel_dir == "." else rel_dir
@@ -97,6 +114,9 @@ def walk_root(index, root, patterns, skipped):
                 continue
             if not root["dest"] and not rel_dir and name in RESERVED:
                 skipped.append({"path": dest, "reason": "reserved name (written by collect)"})
+                continue
+            if job_dir and not rel_dir and secret_file(name):
+                skipped.append({"path": dest, "reason": "secret env file (never collected)"})
                 continue
             try:
                 st = os.lstat(full)
@@ -130,39 +150,63 @@ def read_small(path, limit=4096):
         return None
 
 
-def manifest(args):
-    t0 = time.monotonic()
-    base = args.get("base") or "~"
-    patterns = args.get("exclude") or []
-    only = set(args["only"]) if args.get("only") is not None else None
-    nocache = set(args.get("nocache") or [])
-    roots, skipped = [], []
-    for item in args.get("roots") or []:
-        src_abs = expand(item["src"], base)
-        root = {"src": item["src"], "abs": src_abs, "dest": item.get("dest") or "", "required": bool(item.get("required"))}
-        if os.path.isdir(src_abs) and not os.path.islink(src_abs):
-            root["kind"] = "dir"
-        elif os.path.isfile(src_abs) and not os.path.islink(src_abs):
-            root["kind"] = "file"
-        elif os.path.islink(src_abs):
-            root["kind"] = "symlink"
-        else:
-            root["kind"] = "missing"
-        roots.append(root)
-    entries = []
-    for i, root in enumerate(roots):
-        if root["kind"] in ("dir", "file"):
-            for dest, idx, rel, full, st in walk_root(i, root, patterns, skipped):
-                if only is None or dest in only:
-                    entries.append((dest, idx, rel, full, st))
-        elif root["kind"] == "symlink":
-            skipped.append({"path": root["dest"] or root["src"], "reason": "symlink"})
+def session_alive(name):
+    """True/False whether tmux session ``name`` has a live pane; None when tmux cannot say."""
+    if not shutil.which("tmux"):
+        return False  # no tmux: no session either
+    env = dict(os.environ)
+    env.pop("TMUX", None)
+    env.pop("TMUX_PANE", None)
+    try:
+        res = subprocess.run(["tmux", "list-panes", "-s", "-t", "=%s:" % name, "-F", "#{pane_dead}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=20,
+                             universal_newlines=True, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # non-zero: no server or no such session (as gpu.ops.job_info reads it)
+    return res.returncode == 0 and "0" in res.stdout.split()
 
-    cache_dir = expand(args.get("cache_dir") or "~/.bifrost/cache/collect/default")
-    cache_file = os.path.join(cache_dir, "hashes.json")
-    cache = load_cache(cache_file)
+
+def job_info(job_abs, write):
+    """The job's status as gpu.ops.job_info computes it: a status that is not final while the job's tmux session
+    is gone is ``lost`` (recorded in the status file when ``write``, as job_info/job_wait do)."""
+    status_file = os.path.join(job_abs, "status")
+    raw = read_small(status_file)
+    status = raw
+    if raw in ACTIVE_STATUSES and session_alive(SESSION_PREFIX + os.path.basename(job_abs)) is False:
+        status = read_small(status_file)  # it may have finished between the two looks
+        if status in ACTIVE_STATUSES:
+            status = "lost"
+            if write:
+                reason = os.path.join(job_abs, "lost_reason")
+                if read_small(reason) is None:
+                    _atomic_write(reason, ("the tmux session %s%s is gone and the job recorded no final status\n"
+                                           % (SESSION_PREFIX, os.path.basename(job_abs))).encode())
+                _atomic_write(status_file, b"lost\n")
+    return {"dir": job_abs, "exists": os.path.isdir(job_abs), "status": status,
+            "exit_code": read_small(os.path.join(job_abs, "exit_code"))}
+
+
+def classify_root(item, base):
+    """A source as the manifest describes it: src, abs, dest, required and kind (dir, file, symlink, missing)."""
+    src_abs = expand(item["src"], base)
+    root = {"src": item["src"], "abs": src_abs, "dest": item.get("dest") or "", "required": bool(item.get("required"))}
+    if os.path.islink(src_abs):
+        root["kind"] = "symlink"
+    elif os.path.isdir(src_abs):
+        root["kind"] = "dir"
+    elif os.path.isfile(src_abs):
+        root["kind"] = "file"
+    else:
+        root["kind"] = "missing"
+    return root
+
+
+def hash_entries(entries, cache, nocache, skipped):
+    """{dest: sha256} of the walked entries, from the cache where size/mtime/ctime/inode match, else hashed in
+    threads; plus the bytes taken from the cache and the dests hashed now."""
     todo, results, cached_bytes = [], {}, 0
-    for dest, idx, rel, full, st in entries:
+    for dest, _idx, _rel, full, st in entries:
         key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = cache.get(full)
         if dest not in nocache and isinstance(hit, list) and len(hit) == 5 and hit[:4] == key:
@@ -170,11 +214,9 @@ def manifest(args):
             cached_bytes += st.st_size
         else:
             todo.append((dest, full))
-    t_walk = time.monotonic() - t0
-    workers = max(1, min(8, os.cpu_count() or 1, len(todo)))
     hashed = {}
     if todo:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1, len(todo)))) as pool:
             futures = {dest: pool.submit(sha256_file, full) for dest, full in todo}
             for dest, fut in futures.items():
                 try:
@@ -182,6 +224,33 @@ def manifest(args):
                 except OSError as exc:
                     skipped.append({"path": dest, "reason": "unreadable: %s" % exc})
     results.update(hashed)
+    return results, cached_bytes, hashed
+
+
+def manifest(args):
+    t0 = time.monotonic()
+    base = args.get("base") or "~"
+    patterns = args.get("exclude") or []
+    only = set(args["only"]) if args.get("only") is not None else None
+    nocache = set(args.get("nocache") or [])
+    skipped = []
+    # the job's status first: a job found lost is recorded as lost before its status file is listed
+    job = job_info(expand(args["job_dir"], base), args.get("write")) if args.get("job_dir") else None
+    roots = [classify_root(item, base) for item in args.get("roots") or []]
+    entries = []
+    for i, root in enumerate(roots):
+        if root["kind"] in ("dir", "file"):
+            for entry in walk_root(i, root, patterns, skipped):
+                if only is None or entry[0] in only:
+                    entries.append(entry)
+        elif root["kind"] == "symlink":
+            skipped.append({"path": root["dest"] or root["src"], "reason": "symlink"})
+
+    cache_dir = expand(args.get("cache_dir") or "~/.bifrost/cache/collect/default")
+    cache_file = os.path.join(cache_dir, "hashes.json")
+    cache = load_cache(cache_file)
+    t_walk = time.monotonic() - t0
+    results, cached_bytes, hashed = hash_entries(entries, cache, nocache, skipped)
     files, new_cache, hashed_bytes = [], {}, 0
     for dest, idx, rel, full, st in entries:
         if dest not in results:
@@ -195,12 +264,8 @@ def manifest(args):
     out = {"roots": roots, "files": files, "skipped": skipped, "hashed_bytes": hashed_bytes,
            "cached_bytes": cached_bytes, "home": expand("~"),
            "tools": {"rsync": bool(shutil.which("rsync"))}}
-    job_dir = args.get("job_dir")
-    if job_dir:
-        job_abs = expand(job_dir, base)
-        out["job"] = {"dir": job_abs, "exists": os.path.isdir(job_abs),
-                      "status": read_small(os.path.join(job_abs, "status")),
-                      "exit_code": read_small(os.path.join(job_abs, "exit_code"))}
+    if job is not None:
+        out["job"] = job
     entries_file = os.path.join(cache_dir, "entries.json")
     if only is None:
         listed = dict((f[0], f[5]) for f in files)

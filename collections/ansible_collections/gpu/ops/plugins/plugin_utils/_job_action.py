@@ -15,6 +15,8 @@ import shlex
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import opaque_env, redact_env
+
 LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
 
 
@@ -30,17 +32,6 @@ def attach_command(session, host=None, port=None, user=None, key=None, local=Fal
         argv += ["-i", str(key)]
     argv.append("%s@%s" % (user, host) if user else str(host))
     return " ".join(shlex.quote(a) for a in argv) + " " + tmux
-
-
-REDACTED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-
-
-def redact_env(result):
-    """Replace the values of ``env`` in a module result's invocation (names stay visible)."""
-    module_args = (result.get("invocation") or {}).get("module_args") if isinstance(result, dict) else None
-    if isinstance(module_args, dict) and isinstance(module_args.get("env"), dict):
-        module_args["env"] = dict((k, REDACTED) for k in module_args["env"])
-    return result
 
 
 def format_duration(seconds):
@@ -92,12 +83,8 @@ class JobActionBase(ActionBase):
         return job
 
     def _run_node_module(self, name, args, task_vars):
-        """Run a node module; hide the values of its ``env`` option in the result's invocation.
-
-        ``env`` is not a no_log option on purpose: Ansible would then mask every occurrence of every value
-        (a NODE_RANK of "0" would star out each 0 in the output). Values are redacted here instead, and the
-        modules never return them.
-        """
-        res = self._execute_module(module_name="gpu.ops.%s" % name, module_args=args, task_vars=task_vars)
+        """Run a node module with ``env`` handed over as one no_log string (see ``module_utils/_secret_env``),
+        so its values reach neither the node's system log nor the result; the names stay visible."""
+        res = self._execute_module(module_name="gpu.ops.%s" % name, module_args=opaque_env(args), task_vars=task_vars)
         redact_env(res)
         return res

@@ -23,6 +23,10 @@ from ansible.errors import AnsibleError
 
 MISSING_RC = 86
 HELPER_DIR = "~/.bifrost/bin"
+# The oldest Python that node-side code (modules, the job runner, these helpers) supports: the one floor, which
+# the docs, tests/config.yml and the oldest-Python test state too (tests/roles/test_node_python_floor.py).
+NODE_PYTHON_MIN = (3, 9)
+NODE_PYTHON_MIN_TEXT = "%d.%d" % NODE_PYTHON_MIN
 
 
 class HelperFailed(AnsibleError):
@@ -66,8 +70,8 @@ class NodeHelper(object):
                % (HELPER_DIR, self.remote, shlex.quote(self.python), shlex.quote(script)))
         res = self._exec(cmd, zlib.compress(self.source, 9))
         if res["rc"] == 127:
-            raise HelperFailed("%s not found on the node: gpu.ops node helpers need Python >= 3.9 "
-                               "(set ansible_python_interpreter)" % self.python)
+            raise HelperFailed("%s not found on the node: gpu.ops node helpers need Python >= %s "
+                               "(set ansible_python_interpreter)" % (self.python, NODE_PYTHON_MIN_TEXT))
         if res["rc"] != 0:
             raise HelperFailed("could not install %s on the node (rc %s): %s"
                                % (self.remote, res["rc"], (res.get("stderr") or res.get("stdout") or "").strip()))
@@ -83,8 +87,8 @@ class NodeHelper(object):
             self.install()
             res = self._exec(cmd, data)
         if res["rc"] == 127:
-            raise HelperFailed("%s not found on the node: gpu.ops node helpers need Python >= 3.9 "
-                               "(set ansible_python_interpreter)" % self.python)
+            raise HelperFailed("%s not found on the node: gpu.ops node helpers need Python >= %s "
+                               "(set ansible_python_interpreter)" % (self.python, NODE_PYTHON_MIN_TEXT))
         lines = [ln for ln in (res.get("stdout") or "").splitlines() if ln.strip()]
         if res["rc"] != 0 or not lines:
             raise HelperFailed("node helper %s %s failed (rc %s): %s"

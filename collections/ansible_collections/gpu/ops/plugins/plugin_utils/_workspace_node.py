@@ -30,7 +30,6 @@ import tempfile
 import time
 import zlib
 
-HELPER_NAME = "workspace"
 STATE_FILE = "gpuops/deployed.json"
 REF_PREFIX = "refs/gpuops/"
 

@@ -18,6 +18,7 @@ import pytest
 
 from ansible_collections.gpu.ops.plugins.module_utils import _job_runner as runner
 from ansible_collections.gpu.ops.plugins.module_utils import _jobs as jobs
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import REDACTED
 
 
 # ------------------------------------------------------------------------------------------------ ids and env
@@ -51,7 +52,7 @@ class FakeModule(object):
 def test_hide_env_values_keeps_names_only():
     m = FakeModule({"env": {"HF_TOKEN": "hf_secret", "NODE_RANK": "0"}, "job_id": "x"})
     assert jobs.hide_env_values(m) == {"HF_TOKEN": "hf_secret", "NODE_RANK": "0"}
-    assert m.params["env"] == {"HF_TOKEN": jobs.REDACTED, "NODE_RANK": jobs.REDACTED}
+    assert m.params["env"] == {"HF_TOKEN": REDACTED, "NODE_RANK": REDACTED}
     assert "hf_secret" not in json.dumps(m.params)
 
 
@@ -170,6 +171,34 @@ def test_lost_reason_from_the_runner_and_its_crash(tmp_path):
     job = jobs.read_job(d, set())
     assert job["status"] == "lost"
     assert job["lost_reason"].startswith("tmux session hung up at T") and "OSError: boom" in job["lost_reason"]
+
+
+def test_a_lost_job_is_recorded_as_lost_by_the_first_reader_that_finds_it(tmp_path):
+    d = make_job(str(tmp_path), "j4", "running", **{"runner.err": "Traceback...\nOSError: boom"})
+    assert jobs.read_job(d, set())["status"] == "lost"
+    assert read(d, "status") == "running"  # a plain read (check mode) records nothing
+    first = jobs.read_job(d, set(), persist=True)
+    assert first["status"] == "lost" and read(d, "status") == "lost"
+    assert read(d, "lost_reason").strip() == first["lost_reason"]
+    again = jobs.read_job(d, set(), persist=True)
+    assert again["status"] == "lost" and again["lost_reason"] == first["lost_reason"]
+    assert again["lost_reason"].count("OSError: boom") == 1
+    # what the runner recorded itself is kept; a final status is never overwritten
+    d5 = make_job(str(tmp_path), "j5", "starting", lost_reason="tmux session hung up at T")
+    jobs.read_job(d5, set(), persist=True)
+    assert (read(d5, "status"), read(d5, "lost_reason")) == ("lost", "tmux session hung up at T")
+    d6 = make_job(str(tmp_path), "j6", "failed", 1)
+    assert jobs.read_job(d6, set(), persist=True)["status"] == "failed" and read(d6, "status") == "failed"
+
+
+def test_wait_and_list_record_a_lost_job(tmp_path):
+    paths = jobs.Paths(str(tmp_path))
+    d = make_job(str(tmp_path), "lost-by-wait", "running")
+    res = jobs.wait_job(paths, "lost-by-wait", timeout=5, persist=True)
+    assert res["done"] and res["job"]["status"] == "lost" and read(d, "status") == "lost"
+    d2 = make_job(str(tmp_path), "lost-by-list", "bootstrapping")
+    assert [j["status"] for j in jobs.list_jobs(paths, persist=True)] == ["lost", "lost"]
+    assert read(d2, "status") == "lost"
 
 
 def test_a_bootstrap_only_dir_has_no_job_status(tmp_path):
@@ -460,3 +489,21 @@ def test_new_session_gives_up_after_bounded_attempts(tmp_path, monkeypatch):
     with pytest.raises(jobs.JobError, match="server exited unexpectedly"):
         jobs.tmux_new_session("bifrost-x", str(tmp_path), ["true"], attempts=3)
     assert len(calls.read_text().splitlines()) == 3
+
+
+def test_a_failed_start_leaves_no_phantom_job(tmp_path, monkeypatch):
+    """tmux cannot make the session: the task fails, and no job is left that job_info would list (as lost) -
+    neither for a fresh id nor next to the bootstrap of the same id (whose files stay)."""
+    _fake_tmux(tmp_path, monkeypatch, 'case "$1" in new-session) echo "create window failed: fork failed" >&2;; '
+               'esac\nexit 1\n')
+    paths = jobs.Paths(str(tmp_path / "root"))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with pytest.raises(jobs.JobError, match="fork failed"):
+        jobs.start_job(paths, "fresh", "echo hi", str(ws), {"HF_TOKEN": "hf_x"})
+    assert not os.path.exists(paths.job_dir("fresh"))
+    d = make_job(paths.root, "booted", meta=False, **{"bootstrap.json": "{}", "bootstrap_done": '{"exit_code": 0}'})
+    with pytest.raises(jobs.JobError, match="fork failed"):
+        jobs.start_job(paths, "booted", "echo hi", str(ws), {"HF_TOKEN": "hf_x"})
+    assert sorted(os.listdir(d)) == ["bootstrap.json", "bootstrap_done"]
+    assert jobs.list_jobs(paths) == []

@@ -136,3 +136,42 @@ def test_main_speaks_json_lines(job):
     out = io.StringIO()
     node.main(["bogus"], io.BytesIO(b"{}\n"), out)
     assert json.loads(out.getvalue())["failed"] is True
+
+
+def test_secret_env_files_are_never_listed(job):
+    """A runner that died before reading its env file leaves it behind: the manifest never lists it (nor its
+    temporary names), in the job root or in a job directory declared as a path; other files named env are kept."""
+    secret = b'{"HF_TOKEN": "hf_secret"}'
+    for name in ("env", "bootstrap.env", "env.tmp-123", "bootstrap.env.tmp-9"):
+        (job / "jobs" / "j1" / name).write_bytes(secret)
+    (job / "jobs" / "j1" / "outputs" / "env").write_text("a model output named env\n")
+    other = job / "jobs" / "j2"
+    other.mkdir()
+    (other / "metadata.json").write_text("{}")
+    (other / "env").write_bytes(secret)
+    (job / "ws" / "ckpt" / "env").write_text("not a job dir\n")
+    res = run_manifest(job, roots=[{"src": str(job / "jobs" / "j1"), "dest": ""},
+                                   {"src": str(other), "dest": "j2"}, {"src": "ckpt", "dest": "checkpoints"}])
+    listed = [f[0] for f in res["files"]]
+    assert "outputs/env" in listed and "checkpoints/env" in listed and "j2/metadata.json" in listed
+    for name in ("env", "bootstrap.env", "env.tmp-123", "bootstrap.env.tmp-9", "j2/env"):
+        assert name not in listed
+    reasons = {s["path"]: s["reason"] for s in res["skipped"]}
+    assert reasons["env"] == reasons["j2/env"] == "secret env file (never collected)"
+    assert b"hf_secret" not in (job / "cache" / "manifest.sha256").read_bytes()
+
+
+def test_a_lost_job_is_collected_as_lost(job):
+    """status says running but the job's tmux session is gone: the manifest reports (and records) lost, and the
+    status file is listed with what it says after that, so the copy home says lost too."""
+    (job / "jobs" / "j1" / "status").write_text("running\n")
+    res = run_manifest(job, write=False)
+    assert res["job"]["status"] == "lost" and (job / "jobs" / "j1" / "status").read_text() == "running\n"
+    res = run_manifest(job)
+    assert res["job"]["status"] == "lost" and (job / "jobs" / "j1" / "status").read_text() == "lost\n"
+    assert "bifrost-j1" in (job / "jobs" / "j1" / "lost_reason").read_text()
+    files = {f[0]: f[5] for f in res["files"]}
+    assert files["status"] == sha(b"lost\n") and "lost_reason" in files
+    # a job with a final status is left as it is
+    (job / "jobs" / "j1" / "status").write_text("failed\n")
+    assert run_manifest(job)["job"]["status"] == "failed"

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import REDACTED
 from ansible_collections.gpu.ops.plugins.plugin_utils import _job_action as ja
 
 
@@ -24,7 +25,7 @@ def test_attach_command_local():
 def test_redact_env_keeps_names():
     res = {"invocation": {"module_args": {"env": {"HF_TOKEN": "hf_x", "RANK": "0"}, "job_id": "j"}}}
     ja.redact_env(res)
-    assert res["invocation"]["module_args"] == {"env": {"HF_TOKEN": ja.REDACTED, "RANK": ja.REDACTED}, "job_id": "j"}
+    assert res["invocation"]["module_args"] == {"env": {"HF_TOKEN": REDACTED, "RANK": REDACTED}, "job_id": "j"}
     assert ja.redact_env({"changed": False}) == {"changed": False}
 
 
