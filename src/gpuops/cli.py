@@ -327,7 +327,7 @@ def cmd_offers(a) -> int:
     try:
         found = runner.offers(gpu=a.gpu, max_price=a.max_price, gpu_count=a.gpu_count, providers=a.provider,
                               interruptible=True if a.interruptible else None, limit=a.limit, sort_by=a.sort,
-                              min_vram_gb=a.min_vram, regions=a.region)
+                              min_vram_gb=a.min_vram, regions=a.region, api_deadline=a.timeout)
     except runner.OffersError as exc:
         _err(str(exc))
         return exc.code
@@ -423,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--interruptible", action="store_true", help="spot / bid offers only")
     sp.add_argument("--sort", default="price", choices=["price", "price_per_gpu", "reliability", "vram"])
     sp.add_argument("--limit", type=int, default=20, help="at most N offers (0: all)")
+    sp.add_argument("--timeout", type=float, help="seconds each provider may take, retries included (default 120)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_offers)
 

@@ -369,14 +369,14 @@ LOCALHOST = {"all": {"hosts": {"localhost": {"ansible_connection": "local",
 
 def offers(*, gpu=None, max_price: float | None = None, gpu_count: int | None = None, providers=None,
            interruptible: bool | None = None, limit: int = 20, sort_by: str = "price", env: dict | None = None,
-           **filters) -> dict:
+           api_deadline: float | None = None, **filters) -> dict:
     """``gpu.ops.gpu_offer_info`` through ansible-runner: ``{"offers": [...], "total": n, "provider_errors": {}}``.
     Other keyword arguments are the module's filters (``min_vram_gb``, ``regions``, ``min_cuda_version`` ...)."""
     args = {"limit": limit, "sort_by": sort_by, **{k: v for k, v in filters.items() if v is not None}}
     if gpu:
         args["gpu"] = [gpu] if isinstance(gpu, str) else list(gpu)
     for key, val in (("max_price_per_hour", max_price), ("gpu_count", gpu_count), ("providers", providers),
-                     ("interruptible", interruptible)):
+                     ("interruptible", interruptible), ("api_deadline", api_deadline)):
         if val is not None:
             args[key] = val
     plays = [{"name": "offers", "hosts": "localhost", "gather_facts": False,
@@ -457,7 +457,7 @@ def job_id_of(record: dict, inst: dict) -> str | None:
 
 # newest job dir on the node when the record does not name one; bootstrap logs live in the job's own dir
 FIND_JOB = ('d=$(ls -1td "$HOME"/.bifrost/jobs/*/ 2>/dev/null | while read -r j; do '
-            '[ -e "$j{f}" ] && {{ basename "$j"; break; }}; done); [ -n "$d" ] || exit 3; ')
+            '[ -e "${{j}}{f}" ] && {{ basename "$j"; break; }}; done); [ -n "$d" ] || exit 3; ')
 
 
 def log_command(job_id: str | None, *, bootstrap: bool, follow: bool, lines: int | None) -> str:
