@@ -16,9 +16,13 @@ from gpuops.testing import REPO
 PLAYBOOKS = REPO / "collections" / "ansible_collections" / "gpu" / "ops" / "playbooks"
 
 
+def has_playbook(name: str) -> bool:
+    return (PLAYBOOKS / f"{name}.yml").is_file()
+
+
 def needs_playbook(name: str):
     """Skip until the playbook exists in this tree (the pipeline and reaper land in other branches)."""
-    return pytest.mark.skipif(not (PLAYBOOKS / f"{name}.yml").is_file(),
+    return pytest.mark.skipif(not has_playbook(name),
                               reason=f"playbook gpu.ops.{name} not in this tree")
 
 
