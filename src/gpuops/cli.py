@@ -98,7 +98,7 @@ def cmd_launch(a) -> int:
         return _detach(a, spec)
     sink = _event_sink(a.events_file)
     with Progress(verbose=a.verbose) as prog:
-        res = runner.run_playbook("gpu.ops.pipeline", spec, on_event=_fanout(prog, sink),
+        res = runner.run_playbook(a.playbook, spec, on_event=_fanout(prog, sink),
                                   keep_artifacts=a.keep_artifacts)
     return _report(res, a.json, "run")
 
@@ -130,7 +130,8 @@ def _detach(a, spec: dict) -> int:
                               side / f"{run_id}.launch.log")
     spec_file.write_text(json.dumps(spec, indent=2))
     events.write_text("")
-    cmd = [sys.executable, "-m", "gpuops.cli", "launch", str(spec_file), "--events-file", str(events)]
+    cmd = [sys.executable, "-m", "gpuops.cli", "launch", str(spec_file), "--events-file", str(events),
+           "--playbook", a.playbook]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     print(f"run {run_id} launched in the background (pid {proc.pid}); log: {log}", file=sys.stderr)
@@ -376,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-e", "--extra-vars", dest="extra", action="append", default=[], metavar="K=V",
                     help="override a spec value (k=v, @file or a YAML mapping); repeatable")
     sp.add_argument("--detach", action="store_true", help="return once the job runs; print how to follow it")
+    sp.add_argument("--playbook", default="gpu.ops.pipeline",
+                    help="run a step playbook (provision, deploy, train ...) or a playbook file with the same spec")
     sp.add_argument("--keep-artifacts", action="store_true",
                     help="keep ansible-runner's data dir (secrets masked) and print its path")
     sp.add_argument("--json", action="store_true", help="print the result as JSON")
