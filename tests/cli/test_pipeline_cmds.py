@@ -45,7 +45,8 @@ def _no_secret(sim_env, *texts):
 
 
 def _live(sim, run_id):
-    return [i for i in sim.client.ledger()["live_instances"] if run_id in json.dumps(i)]
+    led = sim.client.ledger()
+    return [r for r in led["instances"] if r["id"] in led["live_instances"] and str(r["name"]).startswith(run_id)]
 
 
 def test_bad_spec_file_and_extra_vars(tmp_path):
