@@ -142,7 +142,7 @@ def _forward_signals(pid_box: dict):
                 return
             except ProcessLookupError:
                 pass
-        raise KeyboardInterrupt
+        pid_box["cancel"] = True  # before ansible-playbook's first event nothing ran yet: let the runner kill it
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -176,8 +176,8 @@ def run_playbook(name: str | list, extravars: dict | None = None, *, on_event: C
     ref = name if isinstance(name, list) else playbook_ref(name)
 
     def handler(raw: dict) -> bool:
-        if "pid" not in pid_box and raw.get("pid"):
-            pid_box["pid"] = raw["pid"]
+        if "pid" not in pid_box and raw.get("event") == "playbook_on_start" and raw.get("pid") != os.getpid():
+            pid_box["pid"] = raw.get("pid")  # ansible-playbook itself (gpuops._exec exec'd into it)
         if on_raw_event:
             on_raw_event(raw)
         for ev in translator.feed(raw):
@@ -197,7 +197,8 @@ def run_playbook(name: str | list, extravars: dict | None = None, *, on_event: C
             private_data_dir=str(data_dir), binary=sys.executable, cmdline=shlex.join(cmdline),
             extravars=extravars or None, inventory=inventory, limit=limit, verbosity=verbosity or None,
             project_dir=str(Path(cwd or os.getcwd()).resolve()), envvars=_runner_env(base_env, env or {}, names),
-            suppress_env_files=True, quiet=True, event_handler=handler, cancel_callback=lambda: False,
+            suppress_env_files=True, quiet=True, event_handler=handler,
+            cancel_callback=lambda: bool(pid_box.get("cancel")),
             timeout=timeout)
         for k in names:  # inherited from os.environ by ansible-runner: take them out of what it records
             runner.config.env.pop(k, None)
