@@ -50,6 +50,8 @@ def test_launch_succeeded(launch, tmp_path):
     assert run_id.startswith("fake-")  # generated: {name}-{YYYYmmdd-HHMMSS}-{4 hex}
     record = json.loads((tmp_path / "runs" / run_id / "run.json").read_text())
     assert record["nodes"] == 2 and record["status"] == "succeeded"
+    # ansible-playbook ran in the caller's directory (for ./runs and relative paths) without writing into it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake_pipeline.yml", "inv.yml", "run.yml", "runs"]
 
 
 @pytest.mark.parametrize("status,code", [("failed", 1), ("preempted", 1), ("running", 3)])
