@@ -242,6 +242,15 @@ def format_run(r: dict) -> str:
             lines.append(f"    {str(i.get('name')):<24} {str(i.get('provider')):<7} {state:<9} "
                          f"{i.get('gpu_count') or '?'}x {i.get('gpu_model') or '?'}  ${i.get('price_per_hour')}/h  "
                          f"{i.get('ssh_user')}@{i.get('ssh_host')}:{i.get('ssh_port')}")
+    jobs = r.get("jobs") or ({"*": r["job_id"]} if r.get("job_id") else {})
+    if jobs:
+        items = jobs.items() if isinstance(jobs, dict) else [(j.get("host"), j) for j in jobs if isinstance(j, dict)]
+        lines.append("  jobs:     " + ", ".join(
+            f"{h}: {j.get('job_id')} {j.get('status') or ''}".strip() if isinstance(j, dict) else f"{h}: {j}"
+            for h, j in items))
+    if r.get("status") == "running" and live_instances(r):
+        rid = r.get("run_id")
+        lines.append(f"  follow:   gpuops logs {rid} -f   attach: gpuops ssh {rid}   stop: gpuops down {rid}")
     steps = r.get("steps") or {}
     if steps:
         lines.append("  steps:    " + ", ".join(f"{k} {format_duration(v)}" for k, v in steps.items()

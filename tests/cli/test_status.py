@@ -70,6 +70,7 @@ def test_one_run(runs):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("run live-run: running")
     assert "n1" in proc.stdout and "n2" in proc.stdout and "provision 12s" in proc.stdout
+    assert "gpuops logs live-run -f" in proc.stdout
     one = json.loads(gpuops("--runs-dir", runs, "status", "r03", "--json").stdout)
     assert one["status"] == "preempted" and one["run_dir"] == str(runs / "r03")
 
