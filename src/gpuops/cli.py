@@ -377,6 +377,9 @@ def cmd_sim(a) -> int:
 # ------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpuops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"gpuops {__version__}")
     p.add_argument("--runs-dir", default=None, help="run records (default: $GPUOPS_RUNS_DIR or ./runs)")
     p.add_argument("-v", "--verbose", action="store_true", help="show every task, not only the steps")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")

@@ -5,9 +5,9 @@
     1  run failed     the run ran and ended badly: record status ``failed``, ``budget_exceeded``, ``preempted``
                       or ``cancelled``
     2  bad input      nothing was spent: the spec file or arguments are wrong (caught before ansible runs), or
-                      ansible rejected them (rc 4 parse error, rc 5 bad options), or the first failure is the
-                      spec's validation (an ``validate_argument_spec`` / ``assert`` task, or any task in a play
-                      named ``preflight...`` / ``validate...``) and no instance was created
+                      ansible rejected them (rc 4 parse error with no task failure, rc 5 bad options), or the first
+                      failure is the spec's validation (a ``validate_argument_spec`` / ``assert`` task, or any task
+                      in a play named ``preflight...`` / ``validate...``) and no instance was created
     3  infrastructure ansible-playbook could not run or finish its own bookkeeping: runner error/timeout, rc 250
                       or a missing playbook, a pipeline that left no run record, a record still ``running`` after
                       the playbook ended, or a failed action command (down/reap/cost/status --live/offers)
@@ -30,7 +30,8 @@ ANSIBLE_BAD_INPUT_RCS = frozenset({4, 5})
 
 
 def _is_bad_input(result) -> bool:
-    if result.rc in ANSIBLE_BAD_INPUT_RCS:
+    # rc 4 is also "hosts unreachable": a parse error is only when no task ran into anything
+    if result.rc in ANSIBLE_BAD_INPUT_RCS and not result.failures:
         return True
     if not result.failures or result.instances:
         return False

@@ -235,7 +235,7 @@ def _result(playbook: str, runner, translator: EventTranslator, extravars: dict,
     runner_status = str(runner.status)
     stats = translator.stats or {}
     summary = stats.get("gpuops_summary") if isinstance(stats.get("gpuops_summary"), dict) else {}
-    if runner_status in ("error", "timeout", "canceled") or rc in (127, 250, 254, 255):
+    if runner_status in ("error", "timeout", "canceled") or rc in (1, 127, 250, 254, 255):
         status = "error"
     else:
         status = "succeeded" if rc == 0 else "failed"
@@ -245,7 +245,7 @@ def _result(playbook: str, runner, translator: EventTranslator, extravars: dict,
     res.summary = masker(str(summary.get("summary") or ""))
     if translator.failures:
         res.failure = translator.failures[-1].msg or f"task {translator.failures[-1].task!r} failed"
-    elif status == "error":
+    elif rc != 0:  # no task failed: ansible-playbook itself stopped (missing playbook, syntax, options ...)
         res.failure = _runner_error(runner, masker) or f"ansible-playbook ended with rc {rc}"
     runs_dir = summary.get("run_dir") and Path(summary["run_dir"]).parent or extravars.get("runs_dir")
     if res.run_id and runs_dir:

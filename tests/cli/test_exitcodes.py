@@ -54,3 +54,10 @@ def test_actions_use_ansible_rc():
     assert exit_code_for(result("error", 0, playbook="gpu.ops.cost"), "action") == EXIT_INFRA
     # a playbook other than the pipeline that ran fine, without a record, as a run: ok
     assert exit_code_for(result("succeeded", 0, playbook="/tmp/x.yml")) == EXIT_OK
+
+
+def test_rc_4_with_unreachable_hosts_is_not_bad_input():
+    fail = Failure("n0", task="deploy", play="deploy", action="gpu.ops.workspace_deploy", unreachable=True)
+    assert exit_code_for(result("failed", 4, failures=[fail], instances=[{"id": "1"}])) == EXIT_INFRA
+    assert exit_code_for(result("failed", 4, record={"status": "failed"}, failures=[fail],
+                                instances=[{"id": "1"}])) == EXIT_RUN_FAILED

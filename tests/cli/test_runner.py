@@ -122,8 +122,9 @@ def test_keep_artifacts_holds_no_secret_value(tiny, sim_env):
 
 def test_missing_playbook_is_infrastructure(sim_env, tmp_path):
     res = runner.run_playbook("gpu.ops.no_such_playbook", {}, env=sim_env, data_dir_parent=str(tmp_path))
-    assert res.status == "error" or res.rc != 0
-    assert res.exit_code("action") == 3
+    assert res.status == "error" and res.rc == 1
+    assert "gpu.ops.no_such_playbook" in res.failure and "could not be found" in res.failure
+    assert res.exit_code("action") == 3 and res.exit_code("run") == 3
     assert list(tmp_path.iterdir()) == []
 
 
