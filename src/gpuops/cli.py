@@ -128,8 +128,9 @@ def _detach(a, spec: dict) -> int:
     side.mkdir(parents=True, exist_ok=True)
     spec_file, events, log = (side / f"{run_id}.spec.json", side / f"{run_id}.events.jsonl",
                               side / f"{run_id}.launch.log")
+    for path in (spec_file, events, log):  # private to the user, like the run record
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     spec_file.write_text(json.dumps(spec, indent=2))
-    events.write_text("")
     cmd = [sys.executable, "-m", "gpuops.cli", "launch", str(spec_file), "--events-file", str(events),
            "--playbook", a.playbook]
     with open(log, "ab") as out:

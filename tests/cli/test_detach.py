@@ -110,5 +110,7 @@ def test_detach_returns_when_the_job_runs(detached, sim_env):
     assert got[0]["state"].startswith("running") and got[0]["last_line"] == "step 3 loss 0.3"
     status = gpuops("--runs-dir", runs, "status")
     assert run_id in status.stdout and "running" in status.stdout
-    assert sim_env["RUNPOD_API_KEY"] not in (runs / ".gpuops" / f"{run_id}.launch.log").read_text()
+    side = runs / ".gpuops"
+    assert sim_env["RUNPOD_API_KEY"] not in (side / f"{run_id}.launch.log").read_text()
+    assert {oct(p.stat().st_mode & 0o777) for p in side.iterdir()} == {"0o600"}
     assert sys.executable  # the console script and the background launch use this interpreter

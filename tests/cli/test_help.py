@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from clitools import gpuops
@@ -46,3 +48,9 @@ def test_no_command_is_bad_input():
     proc = gpuops()
     assert proc.returncode == 2
     assert "required" in proc.stderr
+
+
+def test_sim_subcommand_is_the_simulator(sim):
+    proc = gpuops("sim", "status", "--json", "--state-dir", sim.state_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["url"] == sim.client.url
