@@ -6,8 +6,9 @@
                       or ``cancelled``
     2  bad input      nothing was spent: the spec file or arguments are wrong (caught before ansible runs), or
                       ansible rejected them (rc 4 parse error with no task failure, rc 5 bad options), or the first
-                      failure is the spec's validation (a ``validate_argument_spec`` / ``assert`` task, or any task
-                      in a play named ``preflight...`` / ``validate...``) and no instance was created
+                      failure is the spec's validation (``gpu.ops.run_spec``, a ``validate_argument_spec`` / ``assert``
+                      task, or any task in a play named ``preflight...`` / ``validate...``) and no instance was created,
+                      or the run record says it failed in ``preflight`` (no offer under the ceiling) with no instance
     3  infrastructure ansible-playbook could not run or finish its own bookkeeping: runner error/timeout, rc 250
                       or a missing playbook, a pipeline that left no run record, a record still ``running`` after
                       the playbook ended, or a failed action command (down/reap/cost/status --live/offers)
@@ -24,7 +25,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INFRA = 3
 
 RUN_FAILED_STATUSES = frozenset({"failed", "budget_exceeded", "preempted", "cancelled"})
-VALIDATION_ACTIONS = frozenset({"validate_argument_spec", "assert"})
+VALIDATION_ACTIONS = frozenset({"validate_argument_spec", "assert", "run_spec"})
 PREFLIGHT_PLAY_PREFIXES = ("preflight", "validate")
 ANSIBLE_BAD_INPUT_RCS = frozenset({4, 5})
 
@@ -33,6 +34,9 @@ def _is_bad_input(result) -> bool:
     # rc 4 is also "hosts unreachable": a parse error is only when no task ran into anything
     if result.rc in ANSIBLE_BAD_INPUT_RCS and not result.failures:
         return True
+    record = getattr(result, "record", None) or {}
+    if record.get("failure_step") == "preflight" and not record.get("instances"):
+        return True  # the pipeline's offer check: nothing under the ceiling, unknown GPU; nothing was rented
     if not result.failures or result.instances:
         return False
     first = result.failures[0]

@@ -359,7 +359,8 @@ def cost(*, since: str | None = None, runs_dir=None, on_event=None, env: dict | 
 
 def _run_vars(record: dict) -> dict:
     """The vars a step playbook needs for an existing run: its spec as recorded (``inputs``) plus its id/dir."""
-    inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+    inputs = record.get("spec") or record.get("inputs")
+    inputs = inputs if isinstance(inputs, dict) else {}
     run_dir = Path(record["run_dir"])
     return {**inputs, "run_id": record.get("run_id") or run_dir.name, "runs_dir": str(run_dir.parent)}
 
@@ -417,7 +418,8 @@ class LogLine:
 def ssh_base(record: dict, inst: dict, key: str | None = None) -> list[str]:
     """ssh argv (without the command) for an instance of a run: its recorded host/port/user, the run's key and a
     per-run known_hosts file (trust on first use, as the pipeline does)."""
-    inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+    inputs = record.get("spec") or record.get("inputs")
+    inputs = inputs if isinstance(inputs, dict) else {}
     key = key or record.get("ssh_private_key_file") or inputs.get("ssh_private_key_file") or \
         os.environ.get("GPUOPS_SSH_KEY")
     known = record.get("known_hosts_file") or str(Path(record["run_dir"]) / "known_hosts")

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from pipetools import SLOW_JOB, job_running, wait_for
-from test_pipeline_runs import assert_clean, assert_cost_matches_ledger
+from test_pipeline_runs import assert_billed_matches_ledger, assert_clean, assert_cost_matches_ledger
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +46,7 @@ def test_api_trouble_during_create_is_survived(pipeline, sim_faults, fault):
     assert len(pipeline.ledger_rows(run.run_id)) == 1  # no duplicate from a retried create
     assert_clean(pipeline, run)
     assert_cost_matches_ledger(pipeline, run)
+    assert_billed_matches_ledger(pipeline, run)
 
 
 def test_no_capacity_on_the_first_offers_fails_over(pipeline, sim_faults):

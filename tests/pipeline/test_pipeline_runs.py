@@ -38,6 +38,19 @@ def assert_cost_matches_ledger(pipeline, run):
         0.01 * sum(r["cost"] for r in rows.values()) + sum(r["price_per_hour"] for r in rows.values()) * 3 / 3600
 
 
+def assert_billed_matches_ledger(pipeline, run):
+    """cost.json's `billed` is what the providers' billing APIs say; it equals the simulator's ledger within 1 %
+    (Vast reports charges to 3 decimals, so there the rounding is the bound when it is larger)."""
+    cost = run.json("cost.json")
+    rows = {r["id"]: r for r in pipeline.ledger_rows(run.run_id)}
+    billed = [c for c in cost["instances"] if c["billed_available"]]
+    assert billed, cost
+    for c in billed:
+        led = rows[c["id"]]["cost"]
+        bound = max(0.01 * led, 0.0005 if c["provider"] == "vast" else 1e-6)
+        assert abs(c["billed_usd"] - led) <= bound, (c, rows[c["id"]])
+
+
 def test_one_node_end_to_end(pipeline):
     run = pipeline.run(secret_env=["GPUOPS_TEST_SECRET"], env_extra={"GPUOPS_TEST_SECRET": "s3cr3t-Zq81"},
                        env={"TOKEN_NAME_ONLY": "visible"})
@@ -63,6 +76,12 @@ def test_one_node_end_to_end(pipeline):
     assert summary["status"] == "succeeded" and run.run_id in summary["summary"]
     assert "gpu.ops run %s: succeeded" % run.run_id in run.output
     assert_cost_matches_ledger(pipeline, run)
+    assert_billed_matches_ledger(pipeline, run)
+    # the node's watchdog was armed with the instance's own key, and its decisions came home
+    assert rec["watchdog"] == {host: True}, rec.get("watchdog")
+    assert '"armed"' in (run.run_dir / host / "watchdog.log").read_text() or \
+        "arm" in (run.run_dir / host / "watchdog.log").read_text()
+    assert "watchdog: armed on 1 node(s)" in summary["summary"]
     # the secret reached the job and nothing else; API keys appear nowhere
     assert job_dir.exists() or any(run.run_dir.rglob("job.log"))
     for secret in ("s3cr3t-Zq81", pipeline.sim.env["RUNPOD_API_KEY"], pipeline.sim.env["VAST_API_KEY"]):

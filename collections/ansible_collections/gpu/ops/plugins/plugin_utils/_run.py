@@ -499,6 +499,11 @@ def summary_lines(rec, cost, trend=None, plot=None):
         budget = rec.get("max_cost")
         lines.append("  cost: $%.4f estimated%s%s" % (total.get("estimated_usd", 0), billed,
                                                        (" of $%.2f budget" % budget) if budget else ""))
+    watched = rec.get("watchdog") or {}
+    if watched:
+        bare = sorted(h for h, cred in watched.items() if not cred)
+        lines.append("  watchdog: armed on %d node(s)%s" % (len(watched) - len(bare), (
+            "; no instance credential on %s: gpuops reap is the backstop there" % ", ".join(bare)) if bare else ""))
     if trend:
         lines.append("  loss: %.4f -> %.4f" % trend)
     lines.append("  results: %s" % rec.get("run_dir"))
@@ -535,7 +540,8 @@ def outcome(spec, failure=None, jobs=(), collected=(), status=None, message=None
     if status == "running":
         keep, keep_reason = True, "the run is detached: its instances keep running"
     return {"status": status, "exit_code": _int_or_none(exit_code), "message": message or "", "keep": keep,
-            "keep_reason": keep_reason, "attach": attach if status == "running" else []}
+            "keep_reason": keep_reason, "attach": attach if status == "running" else [],
+            "failure_step": (failure or {}).get("step")}
 
 
 def _status_from_collected(collected):
