@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +31,14 @@ def test_snippet_is_there_and_compiles():
 @pytest.mark.skipif(not has_playbook("pipeline"), reason="playbook gpu.ops.pipeline not in this tree")
 @pytest.mark.skipif(not (REPO / "examples" / "run.yml").is_file(), reason="examples/run.yml not in this tree")
 def test_snippet_runs_against_the_simulator(sim, sim_env, tmp_path):
-    env = dict(os.environ, **sim_env, GPUOPS_RUNS_DIR=str(tmp_path / "runs"))
+    # a user's machine: ~/.ssh/id_ed25519 exists (examples/run.yml names it); a short HOME, because ssh's
+    # ControlPath (~/.ansible/cp/<hash>) must stay under 108 bytes
+    home = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_bytes(sim.key.read_bytes())
+    (home / ".ssh" / "id_ed25519").chmod(0o600)
+    (home / ".ssh" / "id_ed25519.pub").write_text(sim.pubkey + "\n")
+    env = dict(os.environ, **sim_env, HOME=str(home), GPUOPS_RUNS_DIR=str(tmp_path / "runs"))
     proc = subprocess.run([sys.executable, "-c", readme_snippet()], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -36,3 +46,4 @@ def test_snippet_runs_against_the_simulator(sim, sim_env, tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("succeeded "), proc.stdout[-3000:]
     assert sim_env["RUNPOD_API_KEY"] not in proc.stdout + proc.stderr
+    shutil.rmtree(home, ignore_errors=True)

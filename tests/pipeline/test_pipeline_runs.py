@@ -140,7 +140,7 @@ def test_homelab_target_uses_the_inventory_and_rents_nothing(pipeline, make_node
 def test_examples_run_yml_is_a_valid_spec(pipeline, tmp_path):
     doc = yaml.safe_load((REPO / "examples" / "run.yml").read_text())
     assert doc["command"] and doc["gpu"]
-    spec = dict(doc, repo=str(pipeline.repo), ssh_private_key_file=str(pipeline.sim.key))
+    spec = dict(doc, repo=str(REPO), ssh_private_key_file=str(pipeline.sim.key))
     path = tmp_path / "run.yml"
     path.write_text(yaml.safe_dump(spec))
     play = tmp_path / "check.yml"

@@ -102,6 +102,12 @@ options:
         O(secret_env), C(GPUOPS_OUTPUTS) (results to collect), C(GPUOPS_CHECKPOINT_DIR) (checkpoints) and, with several
         nodes, the torchrun variables.
     type: str
+  workdir:
+    description:
+      - Directory of the repository (relative to its top) where the bootstrap and the job run, for a project in a
+        subdirectory of a larger repository. The whole repository is deployed either way.
+    type: str
+    default: ""
   job_name:
     description: Name of the job (the job id is C(<job_name>-<run_id>)).
     type: str

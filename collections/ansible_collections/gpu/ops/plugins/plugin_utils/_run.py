@@ -46,6 +46,7 @@ SPEC = {
     "bootstrap": {"type": "str", "default": ""},
     "bootstrap_timeout": {"type": "int", "default": 600},
     "command": {"type": "str"},
+    "workdir": {"type": "str", "default": ""},
     "job_name": {"type": "str", "default": "train"},
     "job_timeout": {"type": "int", "default": 86400},
     "env": {"type": "dict", "default": {}},
@@ -69,7 +70,7 @@ SPEC = {
     "detach": {"type": "bool", "default": False},
 }
 # what a run's spec.json keeps that is not an input: a step run later works on the same run
-DERIVED = ("started_at", "expires_at", "run_dir", "job_id")
+DERIVED = ("started_at", "expires_at", "run_dir", "job_id", "node_workdir")
 # health rounds are imported plays (plays cannot loop), so replacements have a ceiling
 MAX_HEALTH_REPLACEMENTS = 3
 FINAL_STATUSES = ("succeeded", "failed", "budget_exceeded", "preempted", "cancelled")
@@ -175,6 +176,20 @@ def _check_env(s, environ):
     return problems
 
 
+def _check_workdir(s):
+    """workdir: a directory of the repository (relative) where the bootstrap and the job run."""
+    wd = (s["workdir"] or "").strip().strip("/")
+    s["workdir"] = wd
+    if not wd:
+        return []
+    if os.path.isabs(s["workdir"]) or ".." in wd.split("/"):
+        return ["workdir %r must be a relative path inside the repository" % wd]
+    top = git(s["repo"], "rev-parse", "--show-toplevel").stdout.strip() or s["repo"]
+    if not os.path.isdir(os.path.join(top, wd)):
+        return ["workdir %r is not a directory of the repository %s" % (wd, top)]
+    return []
+
+
 def _check_cloud(s, environ):
     problems = []
     if not s["gpu"]:
@@ -236,7 +251,7 @@ def normalize(raw, cwd, environ, when=None):
     else:
         problems += _check_env(s, environ)
         repo_problems, s["repo_facts"] = check_repo(s["repo"], s["dirty"])
-        problems += repo_problems
+        problems += repo_problems + _check_workdir(s)
         if s["target"] == "cloud":
             problems += _check_cloud(s, environ)
     if problems:
@@ -249,6 +264,7 @@ def normalize(raw, cwd, environ, when=None):
     s["started_at"] = started.strftime("%Y-%m-%dT%H:%M:%SZ")
     s["expires_at"] = utc_iso(started.timestamp() + parse_ttl(s["ttl"]))
     s["run_dir"] = os.path.join(s["runs_dir"], s["run_id"])
+    s["node_workdir"] = "~/.bifrost/workspace" + ("/" + s["workdir"] if s["workdir"] else "")
     # one job id for the run: bootstrap and job share it, so `gpuops logs` and collect find both
     s["job_id"] = "%s-%s" % (re.sub(r"[^a-z0-9-]", "", s["job_name"].lower()) or "train", s["run_id"])
     return s
