@@ -24,6 +24,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     gpu_close_matches,
     gpu_matches,
     rank_offers,
+    version_key,
 )
 
 FATAL = (http.AUTH, http.QUOTA)
@@ -68,9 +69,68 @@ def known_gpu_names(providers, filters):
     return sorted(set(n for n in catalog if n)), sorted(set(n for n in on_offer if n))
 
 
+def near_misses(providers, filters):
+    """Offers of the wanted GPU model that the other filters excluded: [(provider name, [Offer])]."""
+    out = []
+    for name, prov in providers.items():
+        try:
+            near = [o for o in prov.near_offers(filters) if not set(filters.excluded_by(o)) & {"gpu", "interruptible"}]
+        except http.ApiError:
+            continue
+        if near:
+            out.append((name, near))
+    return out
+
+
+def _cheapest_above(f, offers):
+    o = min(offers, key=lambda x: (f.excluded_by(x) != ["max_price_per_hour"], x.price_per_hour))
+    what = "match" if f.excluded_by(o) == ["max_price_per_hour"] else "of them"
+    return "the cheapest %s costs %.3f USD/h (%s %s x%s, offer %s), above max_price_per_hour %.3f" % (
+        what, o.price_per_hour, o.provider, o.gpu_model, o.gpu_count, o.offer_id, f.max_price_per_hour)
+
+
+_EXCLUDED_WHY = {
+    "gpu_count": lambda f, os_: "they have %s GPUs" % ", ".join(str(c) for c in sorted(set(o.gpu_count for o in os_))),
+    "verified_only": lambda f, os_: "unverified machines",
+    "max_price_per_hour": lambda f, os_: _cheapest_above(f, os_),
+    "min_reliability": lambda f, os_: "the best reliability is %s" % max(o.reliability for o in os_),
+    "min_cuda_version": lambda f, os_: "the highest CUDA is %s" % max(
+        (o.cuda_version for o in os_ if o.cuda_version), key=version_key, default="unknown"),
+    "regions": lambda f, os_: "they are in %s" % ", ".join(sorted(set(
+        o.country or ",".join(o.data_centers or []) or "?" for o in os_))[:8]),
+    "min_vram_gb": lambda f, os_: "the most memory is %s GB per GPU" % max(o.vram_gb or 0 for o in os_),
+    "min_disk_gb": lambda f, os_: "the most disk is %s GB" % max(o.disk_gb or 0 for o in os_),
+}
+
+
+def describe_exclusions(filters, provider, offers):
+    """"4 vast offers of RTX 4090 exist but were excluded by gpu_count=1 (2 offers: they have 2, 4 GPUs), ..."."""
+    by = {}
+    for o in offers:
+        for name in filters.excluded_by(o):
+            by.setdefault(name, []).append(o)
+    parts = []
+    for name, excluded in by.items():
+        value = getattr(filters, name)
+        setting = name if value is True else "%s=%s" % (name, ",".join(value) if isinstance(value, list) else value)
+        why = _EXCLUDED_WHY.get(name, lambda f, os_: "")(filters, excluded)
+        parts.append("%s (%d offer%s%s)" % (setting, len(excluded), "" if len(excluded) == 1 else "s",
+                                             ": %s" % why if why else ""))
+    models = sorted(set(o.gpu_model or o.gpu_type for o in offers))
+    one = len(offers) == 1
+    return "%d %s offer%s of %s %s but %s excluded by %s" % (
+        len(offers), provider, "" if one else "s", "/".join(models), "exists" if one else "exist",
+        "it was" if one else "they were", ", ".join(parts))
+
+
 def explain_empty(providers, filters):
-    """Why no offer matched: raise ConfigError for a GPU no catalog knows; else return a sentence."""
+    """Why no offer matched: which filters excluded the offers of the wanted GPU, or a ConfigError for a
+    GPU no catalog knows, or a sentence about the price ceiling."""
     where = "/".join(providers)
+    near = near_misses(providers, filters) if filters.gpu else []
+    if near:
+        return "no %s offer matches the filters (%s): %s" % (where, describe(filters), "; ".join(
+            describe_exclusions(filters, name, offers) for name, offers in near))
     if filters.gpu:
         catalog, on_offer = known_gpu_names(providers, filters)
         known = catalog + on_offer

@@ -24,9 +24,11 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     ConfigError,
     Instance,
     Offer,
+    OfferFilters,
     Provider,
     canonical_gpu_model,
     decode_vast_label,
+    gpu_matches,
     encode_vast_label,
     labels_to_env,
     utc_iso,
@@ -38,6 +40,19 @@ MAX_PAGES = 2000
 PENDING = {None, "", "created", "loading", "scheduling", "rebooting", "starting", "provisioning"}
 FAILED = {"unknown", "offline", "frozen"}
 NO_AUTO_TMUX = "touch ~/.no_auto_tmux"
+# GPU names as Vast's market spells them (``gpu_name`` of offers). The search filters models on the
+# server with ``gpu_name in [...]``: the market lists thousands of offers and a search returns only
+# ``limit`` of them, so filtering locally would never see an H100 behind hundreds of cheaper cards.
+VAST_GPU_NAMES = (
+    "A10", "A100 PCIE", "A100 SXM4", "A100X", "A16", "A30", "A40", "A800 PCIE", "B200", "GH200 SXM",
+    "GTX 1080 Ti", "H100 NVL", "H100 PCIE", "H100 SXM", "H200", "H200 NVL", "L4", "L40", "L40S", "Q RTX 6000",
+    "Q RTX 8000", "RTX 2080 Ti", "RTX 3060", "RTX 3070", "RTX 3080", "RTX 3080 Ti", "RTX 3090", "RTX 3090 Ti",
+    "RTX 4000Ada", "RTX 4060 Ti", "RTX 4070", "RTX 4070 Ti", "RTX 4080", "RTX 4080S", "RTX 4090", "RTX 4090D",
+    "RTX 5000Ada", "RTX 5060 Ti", "RTX 5070", "RTX 5070 Ti", "RTX 5080", "RTX 5090", "RTX 6000Ada", "RTX A2000",
+    "RTX A4000", "RTX A4500", "RTX A5000", "RTX A6000", "RTX PRO 6000 S", "RTX PRO 6000 WS", "Tesla P100",
+    "Tesla P40", "Tesla T4", "Tesla V100", "Titan RTX", "Titan V", "MI300X",
+)
+SEARCH_LIMIT = 256
 
 
 def _body_field(body, key):
@@ -89,6 +104,17 @@ def normalize_status(row):
     if a in FAILED:
         return "error"
     return "error"
+
+
+def vast_gpu_names(queries):
+    """Vast's names for the models asked for: "H100" -> H100 NVL, H100 PCIE, H100 SXM. The query itself
+    (as a model name) is sent too, so a model newer than :data:`VAST_GPU_NAMES` is still found."""
+    out = []
+    for q in queries:
+        for name in [n for n in VAST_GPU_NAMES if gpu_matches(q, n)] + [canonical_gpu_model(q)]:
+            if name and name not in out:
+                out.append(name)
+    return out
 
 
 class VastProvider(Provider):
@@ -192,13 +218,16 @@ class VastProvider(Provider):
             return None
         return self.to_instance(row)
 
-    def search_body(self, filters, limit=256):
+    def search_body(self, filters, limit=SEARCH_LIMIT):
+        """The bundles query: every filter Vast can apply is sent, so ``limit`` cuts after filtering."""
         q = {"verified": {"eq": True}, "rentable": {"eq": True}, "rented": {"eq": False},
              "num_gpus": {"eq": filters.gpu_count}, "direct_port_count": {"gte": 1},
              "order": [["dph_total", "asc"], ["reliability", "desc"]],
              "type": "bid" if filters.interruptible else "ondemand", "limit": limit}
         if not filters.verified_only:
             del q["verified"]
+        if filters.gpu:
+            q["gpu_name"] = {"in": vast_gpu_names(filters.gpu)}
         if filters.min_vram_gb:
             q["gpu_ram"] = {"gte": int(filters.min_vram_gb * 1000)}
         if filters.max_price_per_hour is not None:
@@ -219,6 +248,14 @@ class VastProvider(Provider):
                           what="search offers")
         offers = [self.to_offer(o, filters.interruptible) for o in (resp.data or {}).get("offers") or []]
         return [o for o in offers if filters.matches(o)]
+
+    def near_offers(self, filters):
+        """Offers of the wanted models with any GPU count, verified or not, at any price (see Provider)."""
+        body = self.search_body(OfferFilters(gpu=filters.gpu, interruptible=filters.interruptible,
+                                             verified_only=False), limit=SEARCH_LIMIT)
+        del body["num_gpus"]
+        resp = self._call("POST", "/api/v0/bundles/", json_body=body, idempotent=True, what="search offers")
+        return [self.to_offer(o, filters.interruptible) for o in (resp.data or {}).get("offers") or []]
 
     # ------------------------------------------------------------------ writes
     def ensure_account_key(self, public_key):

@@ -160,5 +160,30 @@ def test_search_body_follows_the_spec_enum(api):
     assert provider(api).search_body(OfferFilters())["type"] == "ondemand"
 
 
+def test_gpu_models_and_every_filter_are_sent_to_the_server(api):
+    # the market lists thousands of offers and a search returns `limit` of them: a model filtered only
+    # locally is never seen behind hundreds of cheaper cards
+    api.add("POST", "/api/v0/bundles/", (200, {"offers": []}))
+    provider(api).find_offers(OfferFilters(gpu=["H100", "RTX 4090"], gpu_count=8, min_reliability=0.98,
+                                           max_price_per_hour=30, min_cuda_version="12.4"))
+    q = api.requests[0]["body"]
+    assert q["gpu_name"] == {"in": ["H100 NVL", "H100 PCIE", "H100 SXM", "H100", "RTX 4090"]}
+    assert q["num_gpus"] == {"eq": 8} and q["reliability"] == {"gte": 0.98} and q["dph_total"] == {"lte": 30.0}
+    assert q["cuda_max_good"] == {"gte": 12.4}
+
+
+def test_an_unknown_model_is_still_asked_for_by_its_own_name(api):
+    api.add("POST", "/api/v0/bundles/", (200, {"offers": []}))
+    provider(api).find_offers(OfferFilters(gpu=["NVIDIA RTX 9999"]))
+    assert api.requests[0]["body"]["gpu_name"] == {"in": ["RTX 9999"]}
+
+
+def test_near_offers_drop_the_count_and_verified_filters(api):
+    api.add("POST", "/api/v0/bundles/", (200, {"offers": []}))
+    provider(api).near_offers(OfferFilters(gpu=["4090"], gpu_count=1, max_price_per_hour=0.1))
+    q = api.requests[0]["body"]
+    assert "num_gpus" not in q and "verified" not in q and "dph_total" not in q and q["gpu_name"]["in"][0] == "RTX 4090"
+
+
 def test_docker_env_quotes_values():
     assert docker_env({"A": "x y", "B": "1"}, ["22"]) == "-p 22:22 -e 'A=x y' -e B=1"
