@@ -17,10 +17,13 @@ Commands (``ssh``, ``ssh-keygen``) run through an injected ``run(argv) -> (rc, s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import socket
 import stat
+import struct
 import time
 
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError
@@ -54,7 +57,124 @@ def check_private_key(path):
             path, MAX_KEY_BYTES))
     if b"PRIVATE KEY-----" not in head:
         raise ConfigError("ssh_private_key_file %s does not look like a PEM/OpenSSH private key" % path)
+    check_key_unlocked(path, head)
     return path
+
+
+# ---------------------------------------------------------------------------- passphrases and the agent
+OPENSSH_MAGIC = b"openssh-key-v1\x00"
+
+
+def _ssh_string(buf, pos):
+    """(bytes, next position) of one SSH wire-format string at ``pos``; ValueError when truncated."""
+    if pos + 4 > len(buf):
+        raise ValueError("truncated")
+    n = struct.unpack(">I", buf[pos:pos + 4])[0]
+    if pos + 4 + n > len(buf):
+        raise ValueError("truncated")
+    return buf[pos + 4:pos + 4 + n], pos + 4 + n
+
+
+def private_key_info(head):
+    """(encrypted, public key blob or None) from the text of a private key file.
+
+    OpenSSH keys carry their cipher name and public key in clear; PEM keys say ``Proc-Type: 4,ENCRYPTED``
+    or are PKCS#8 ``ENCRYPTED PRIVATE KEY`` blocks (their public key is only in the .pub file)."""
+    text = head.decode("ascii", "replace")
+    if "BEGIN OPENSSH PRIVATE KEY" in text:
+        body = text.split("-----BEGIN OPENSSH PRIVATE KEY-----", 1)[1].split("-----END", 1)[0]
+        try:
+            raw = base64.b64decode("".join(body.split()))
+            if not raw.startswith(OPENSSH_MAGIC):
+                return False, None
+            cipher, pos = _ssh_string(raw, len(OPENSSH_MAGIC))
+            _kdf, pos = _ssh_string(raw, pos)
+            _kdfopts, pos = _ssh_string(raw, pos)
+            pos += 4  # number of keys
+            blob, pos = _ssh_string(raw, pos)
+        except (ValueError, TypeError, binascii.Error):
+            return False, None
+        return cipher != b"none", blob
+    encrypted = "ENCRYPTED PRIVATE KEY" in text or "Proc-Type: 4,ENCRYPTED" in text
+    return encrypted, None
+
+
+def agent_key_blobs(sock_path=None, timeout=2.0):
+    """Public key blobs the ssh-agent at ``SSH_AUTH_SOCK`` holds (as ``ssh-add -L`` lists them); [] without
+    an agent. Speaks the agent protocol (REQUEST_IDENTITIES) directly, so no ``ssh-add`` is needed."""
+    sock_path = sock_path or os.environ.get("SSH_AUTH_SOCK")
+    if not sock_path or not hasattr(socket, "AF_UNIX"):
+        return []
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(sock_path)
+            s.sendall(struct.pack(">IB", 1, 11))  # SSH2_AGENTC_REQUEST_IDENTITIES
+            head = _recv_exact(s, 4)
+            msg = _recv_exact(s, struct.unpack(">I", head)[0])
+    except (OSError, ValueError, struct.error):
+        return []
+    if not msg or msg[0] != 12:  # SSH2_AGENT_IDENTITIES_ANSWER
+        return []
+    blobs = []
+    try:
+        count = struct.unpack(">I", msg[1:5])[0]
+        pos = 5
+        for _i in range(count):
+            blob, pos = _ssh_string(msg, pos)
+            _comment, pos = _ssh_string(msg, pos)
+            blobs.append(blob)
+    except (ValueError, struct.error):
+        pass
+    return blobs
+
+
+def _recv_exact(s, n):
+    if n > 1 << 20:
+        raise ValueError("agent answer too large")
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ValueError("agent closed the connection")
+        data += chunk
+    return data
+
+
+def public_key_blob(line):
+    """The binary blob of an OpenSSH public key line, or None."""
+    parts = str(line or "").split()
+    if len(parts) < 2:
+        return None
+    try:
+        return base64.b64decode(parts[1])
+    except (ValueError, binascii.Error):
+        return None
+
+
+def check_key_unlocked(path, head):
+    """Refuse a passphrase-protected key no agent offers: ssh runs with BatchMode, so it could never log in,
+    and every instance rented for it would be paid for and destroyed again."""
+    encrypted, blob = private_key_info(head)
+    if not encrypted:
+        return
+    if blob is None and os.path.isfile(path + ".pub"):
+        try:
+            with open(path + ".pub") as fh:
+                blob = public_key_blob(fh.read(MAX_KEY_BYTES))
+        except OSError:
+            blob = None
+    held = agent_key_blobs()
+    if blob is not None and blob in held:
+        return
+    if not os.environ.get("SSH_AUTH_SOCK"):
+        why = "no ssh-agent is running (SSH_AUTH_SOCK is not set)"
+    elif blob is None:
+        why = "its public key is unknown (no %s.pub next to it), so the agent's keys cannot be matched" % path
+    else:
+        why = "the ssh-agent at SSH_AUTH_SOCK does not hold it"
+    raise ConfigError("ssh_private_key_file %s is protected by a passphrase and %s; nothing was rented. Run "
+                      "ssh-add %s (or use a key without a passphrase) and try again" % (path, why, path))
 
 
 def validate_public_key(key, source="ssh_public_key"):

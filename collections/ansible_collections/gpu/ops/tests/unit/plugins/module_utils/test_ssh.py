@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -40,6 +43,64 @@ def test_private_key_checks(tmp_path):
         unreadable = write(tmp_path / "unreadable", PRIV, 0o000)
         with pytest.raises(ConfigError, match="not readable"):
             sshu.check_private_key(unreadable)
+
+
+def keygen(path, passphrase, fmt=None):
+    kind = ["-t", "rsa", "-b", "2048", "-m", fmt] if fmt else ["-t", "ed25519"]
+    cmd = ["ssh-keygen", "-q"] + kind + ["-N", passphrase, "-C", "t", "-f", str(path)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return str(path)
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    """A real ssh-agent for this test (SSH_AUTH_SOCK points at it); ``agent.add(key, passphrase)``."""
+    if not shutil.which("ssh-agent"):
+        pytest.skip("ssh-agent is not installed")
+    sock = str(tmp_path / "agent.sock")
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _i in range(200):
+        if os.path.exists(sock):
+            break
+        threading.Event().wait(0.01)
+    monkeypatch.setenv("SSH_AUTH_SOCK", sock)
+
+    class Agent:
+        def add(self, key, passphrase):
+            askpass = tmp_path / "askpass.sh"
+            askpass.write_text("#!/bin/sh\necho '%s'\n" % passphrase)
+            os.chmod(str(askpass), 0o700)
+            env = dict(os.environ, SSH_ASKPASS=str(askpass), SSH_ASKPASS_REQUIRE="force", DISPLAY=":0")
+            subprocess.run(["ssh-add", key], check=True, capture_output=True, env=env, stdin=subprocess.DEVNULL)
+    yield Agent()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+
+
+@pytest.mark.parametrize("fmt", [None, "PEM"])
+def test_a_key_with_a_passphrase_and_no_agent_is_refused_before_renting(tmp_path, monkeypatch, fmt):
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    locked = keygen(tmp_path / "locked", "s3cret", fmt)
+    with pytest.raises(ConfigError, match="protected by a passphrase and no ssh-agent is running.*ssh-add"):
+        sshu.check_private_key(locked)
+    plain = keygen(tmp_path / "plain", "", fmt)
+    assert sshu.check_private_key(plain) == plain
+
+
+def test_a_key_with_a_passphrase_is_accepted_when_the_agent_holds_it(tmp_path, agent):
+    locked = keygen(tmp_path / "locked", "s3cret")
+    other = keygen(tmp_path / "other", "")
+    agent.add(other, "")
+    with pytest.raises(ConfigError, match="the ssh-agent at SSH_AUTH_SOCK does not hold it"):
+        sshu.check_private_key(locked)
+    agent.add(locked, "s3cret")
+    assert sshu.check_private_key(locked) == locked
+    pem = keygen(tmp_path / "pem", "s3cret", "PEM")  # PEM: the public key comes from the .pub file
+    agent.add(pem, "s3cret")
+    assert sshu.check_private_key(pem) == pem
+    os.unlink(pem + ".pub")
+    with pytest.raises(ConfigError, match="its public key is unknown"):
+        sshu.check_private_key(pem)
 
 
 def test_public_key_sources(tmp_path):
