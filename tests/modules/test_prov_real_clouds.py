@@ -4,8 +4,14 @@ agent offers, pods that run without a public SSH mapping, Vast account keys."""
 from __future__ import annotations
 
 import subprocess
+import time
 
+import pytest
+import yaml
 from provtools import live
+
+from gpuops.sim.catalog import DEFAULT_CATALOG
+from gpuops.testing import leak_checked_simulator
 
 
 def test_a_locked_key_without_an_agent_is_refused_before_renting(play, sim, sim_env, ssh_vars, uid, tmp_path, cleanup,
@@ -25,4 +31,43 @@ def test_a_locked_key_without_an_agent_is_refused_before_renting(play, sim, sim_
         assert "is protected by a passphrase and no ssh-agent is running" in r[task]["msg"], r[task]["msg"]
         assert "ssh-add" in r[task]["msg"]
     assert recorder.creates() == []
+    assert not live(sim, name)
+
+
+@pytest.fixture(scope="module")
+def no_public_ip_sim(tmp_path_factory):
+    """RTX 4090 hosts of RunPod's community cloud have no public IP: pods there run without ssh.direct."""
+    base = tmp_path_factory.mktemp("nopublic")
+    cat = yaml.safe_load(DEFAULT_CATALOG.read_text())
+    for g in cat["runpod"]["gpu_types"]:
+        if g["id"] == "NVIDIA GeForce RTX 4090":
+            g["no_public_ip"] = ["community"]
+    path = base / "catalog.yaml"
+    path.write_text(yaml.safe_dump(cat))
+    with leak_checked_simulator(base, catalog=str(path)) as h:
+        yield h
+
+
+def test_a_pod_without_a_public_ssh_mapping_is_replaced_after_the_grace(play, no_public_ip_sim, ssh_vars, uid):
+    sim = no_public_ip_sim
+    name = "np-%s" % uid
+    start = time.monotonic()
+    r = play([
+        {"name": "fleet", "gpu.ops.gpu_instance": dict(ssh_vars, name_prefix=name, providers=["runpod"], gpu=["4090"],
+                                                       image="img", wait_timeout=30)},
+        {"name": "single", "gpu.ops.runpod_instance": dict(ssh_vars, name=name + "-s", gpu_type="RTX 4090",
+                                                           cloud_type="COMMUNITY", image="img", wait_timeout=30),
+         "ignore_errors": True},
+        {"name": "down", "gpu.ops.gpu_instance": {"name_prefix": name, "state": "absent", "providers": ["runpod"]}},
+    ], env=dict(sim.env))
+    took = time.monotonic() - start
+    assert r.rc == 0, r
+    fleet = r["fleet"]
+    assert [a["outcome"] for a in fleet["attempts"]] == ["no_public_ssh", "created"], fleet["attempts"]
+    assert fleet["attempts"][0]["destroyed"] and "no public IP" in fleet["attempts"][0]["message"]
+    assert fleet["instances"][0]["ssh_host"] and fleet["attempts"][1]["offer_id"].startswith("runpod:SECURE:")
+    single = r["single"]
+    assert single.get("failed") and "without a direct (public) SSH port mapping" in single["msg"], single
+    assert "no public IP" in single["msg"] and single["destroyed"]
+    assert took < 30 + 30  # neither waited out its wait_timeout
     assert not live(sim, name)

@@ -37,6 +37,9 @@ class RunpodGpuType:
     max_count: dict[str, int]
     cuda_versions: list[str]
     data_centers: list[str]
+    # clouds ("secure", "community") whose hosts of this GPU have no public IP: pods there run but never get
+    # a direct SSH mapping (REST v2 has no supportPublicIp to ask for one)
+    no_public_ip: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -148,6 +151,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
                 max_count={k: int(v) for k, v in (g.get("max_count") or {"secure": 8, "community": 8}).items()},
                 cuda_versions=[str(v) for v in g.get("cuda_versions") or ["12.4"]],
                 data_centers=list(g.get("data_centers") or rp.get("data_centers") or ["US-TX-3"]),
+                no_public_ip=[str(c).lower() for c in g.get("no_public_ip") or []],
             )
             if t.hardware not in hw:
                 raise SimConfigError(f"{where}: unknown hardware '{t.hardware}'")

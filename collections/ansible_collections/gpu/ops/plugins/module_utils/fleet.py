@@ -215,13 +215,16 @@ class Provisioner:
         self.ready = {}
         self.failed_existing = {}
         self.stopped_grace = stopped_grace
+        self.mapped = set()  # offers whose nodes got a direct SSH mapping
+        self.unmapped = set()  # offers whose nodes ran without one (no_public_ssh)
 
     def _next_offer(self):
-        for o in self.offers:
-            if offer_key(o) in self.exhausted or o.provider in self.dead_providers:
-                continue
-            return o
-        return None
+        """The best offer left; after a node came up without a public SSH mapping, offers whose nodes did get
+        one come first (a host without a public IP is a property of where the offer lands)."""
+        left = [o for o in self.offers if offer_key(o) not in self.exhausted and o.provider not in self.dead_providers]
+        if self.unmapped:
+            left.sort(key=lambda o: offer_key(o) not in self.mapped)  # stable: rank order within each group
+        return left[0] if left else None
 
     def _create(self, name):
         while len(self.attempts) < self.max_attempts:
@@ -285,6 +288,8 @@ class Provisioner:
                         prov.name, "instance", inst.name, inst.id)))
                 self.waiter.wait(targets)
                 for (name, prov, inst, offer, rec), t in zip(waiting, targets):
+                    if offer is not None and t.mapped_at is not None:
+                        self.mapped.add(offer_key(offer))
                     if t.ready:
                         self.ready[name] = t.instance
                         if rec is not None:
@@ -294,8 +299,10 @@ class Provisioner:
                     if rec is None:  # existed before: not ours to destroy or replace
                         self.failed_existing[name] = why
                         continue
-                    rec.update(outcome="not_ready", message=why, wait=sshu.wait_report(t))
+                    rec.update(outcome=t.category or "not_ready", message=why, wait=sshu.wait_report(t))
                     self.exhausted.add(offer_key(offer))
+                    if t.category == "no_public_ssh":
+                        self.unmapped.add(offer_key(offer))
                     try:
                         self.destroy(prov, t.instance)
                         rec["destroyed"] = True

@@ -122,6 +122,14 @@ attributes:
     description: Runs on the controller (or any host with network access to the provider APIs and C(ssh)).
 notes:
   - Interruptible nodes bid the offer's minimum bid.
+  - A node that runs but gets no direct (public) SSH port mapping, because its host has no public IP (RunPod's
+    REST v2 cannot ask for one), is given up after a grace of 60 seconds (a third of O(wait_timeout) when that is
+    shorter, at least 10 seconds) with the outcome C(no_public_ssh), destroyed, and replaced; offers whose nodes
+    did get a mapping are then tried first.
+  - API polls keep within the providers' budgets, shared by every gpu.ops process of the user through a file in
+    C(~/.cache/gpuops/) (RunPod at most 60 requests per minute; Vast one poll per 10 seconds per instance, one
+    listing for many instances). Once an address is known, readiness is found by probing it directly (TCP, SSH
+    banner, login) every half second. E(GPUOPS_API_QUOTAS=off) lifts the budgets, for simulators only.
   - Nodes are created one after the other and then waited for together, so N nodes take about as long as the
     slowest one.
 seealso:
@@ -185,8 +193,9 @@ instances:
        ssh_user: root, gpu_model: RTX 4090, gpu_count: 1, price_per_hour: 0.31,
        connection: {ansible_host: 63.135.50.11, ansible_port: 41022, ansible_user: root}}
 attempts:
-  description: Every create this task tried, in order, with C(outcome) (C(created), C(not_ready), or an error category
-    such as C(no_capacity), C(offer_gone), C(insufficient_funds), C(invalid_request)) and the message.
+  description: Every create this task tried, in order, with C(outcome) (C(created), C(not_ready), C(no_public_ssh), or
+    an error category such as C(no_capacity), C(offer_gone), C(insufficient_funds), C(invalid_request)) and the
+    message. The task's failure message repeats the last message of each outcome.
   returned: always
   type: list
   elements: dict
@@ -391,10 +400,14 @@ class GpuInstance:
 
 
 def summarize(attempts):
-    counts = {}
+    """"no_public_ssh x2 (last: <why>), offer_gone x1 (last: <why>)": the cause of each failure, not only its name."""
+    counts, last = {}, {}
     for a in attempts:
         counts[a.get("outcome")] = counts.get(a.get("outcome"), 0) + 1
-    return ", ".join("%s x%d" % (k, v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))) or "no offers"
+        if a.get("message"):
+            last[a.get("outcome")] = a["message"]
+    return ", ".join("%s x%d%s" % (k, v, " (last: %s)" % last[k] if k in last else "")
+                     for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))) or "no offers"
 
 
 def main():

@@ -98,6 +98,10 @@ attributes:
     support: full
     platforms: posix
     description: Runs on the controller (or any host with network access to the provider APIs and C(ssh)).
+notes:
+  - The instance is polled at most once every 10 seconds, as Vast asks, and requests keep within a budget shared by
+    every gpu.ops process of the user through a file in C(~/.cache/gpuops/); once the address is known, SSH is
+    probed directly every half second. E(GPUOPS_API_QUOTAS=off) lifts the limits, for simulators only.
 seealso:
   - module: gpu.ops.vast_instance_info
   - module: gpu.ops.gpu_offer_info

@@ -297,3 +297,51 @@ def test_a_rejected_key_fails_fast_instead_of_waiting_out_the_timeout():
         assert "Permission denied (publickey)." in sshu.describe_failure(t, 600)
     finally:
         srv.close()
+
+
+def test_a_pod_running_without_a_public_ssh_mapping_is_given_up_after_the_grace():
+    # RunPod v2 has no supportPublicIp: a pod on a host without a public IP runs but never gets ssh.direct
+    clock = FakeClock()
+    t = sshu.Target("a", FakeCloud([("pending", None, None), ("running", None, None)]).get,
+                    Instance(id="a", provider="runpod", status="pending"))
+    w = sshu.Waiter(600, poll_interval=1.5, ssh=ssh_opts([]), clock=clock, sleep=clock.sleep, quotas=False)
+    w.wait([t])
+    assert not t.ready and t.category == "no_public_ssh" and "no public IP" in t.fatal
+    assert sshu.NO_MAPPING_GRACE <= clock.now - 1000.0 < sshu.NO_MAPPING_GRACE + 5  # not the 600 s timeout
+    assert sshu.wait_report(t)["category"] == "no_public_ssh"
+
+
+def _polls_in_a_minute(provider, addr=None, quotas=True):
+    clock = FakeClock()
+    polls = []
+
+    def get(iid):
+        polls.append(clock.now)
+        host, port = addr or (None, None)
+        return Instance(id=iid, name="n", provider=provider, status="running" if addr else "pending",
+                        ssh_host=host, ssh_port=port, ssh_user="root")
+    t = sshu.Target("a", get, Instance(id="a", provider=provider, status="pending"))
+    w = sshu.Waiter(60, poll_interval=1.5, ssh=ssh_opts([]), clock=clock, sleep=clock.sleep, quotas=quotas)
+    w.wait([t])
+    return polls, t
+
+
+@pytest.mark.parametrize("provider,most", [("runpod", 32), ("vast", 7)])
+def test_api_polls_keep_within_the_vendor_budget(provider, most):
+    # RunPod: 60 requests/min per user (several waiting processes share it); Vast: one poll per ~10 s per instance
+    polls, _t = _polls_in_a_minute(provider)
+    assert 2 <= len(polls) <= most, polls
+    if provider == "vast":
+        assert min(b - a for a, b in zip(polls, polls[1:])) >= 10.0
+    fast, _t = _polls_in_a_minute(provider, quotas=False)  # GPUOPS_API_QUOTAS=off: the module's poll_interval
+    assert len(fast) > len(polls)
+
+
+def test_once_the_address_is_known_probes_run_fast_and_the_api_is_rarely_asked():
+    s = socket.socket()  # the port is mapped but sshd does not listen yet: connections are refused
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    polls, t = _polls_in_a_minute("runpod", addr=("127.0.0.1", port))
+    assert t.probes >= 60 / sshu.PROBE_INTERVAL - 5  # about every PROBE_INTERVAL
+    assert len(polls) <= 60 / sshu.Waiter.API_RECHECK + 1
