@@ -71,3 +71,43 @@ def test_a_pod_without_a_public_ssh_mapping_is_replaced_after_the_grace(play, no
     assert "no public IP" in single["msg"] and single["destroyed"]
     assert took < 30 + 30  # neither waited out its wait_timeout
     assert not live(sim, name)
+
+
+def account_keys(sim):
+    return sim._vast("GET", "/api/v0/ssh/").json()  # noqa: SLF001 - the harness's Vast API call
+
+
+def test_vast_keys_go_per_instance_and_an_added_account_key_goes_with_its_run(play, sim, sim_faults, ssh_vars, uid,
+                                                                               cleanup):
+    name = "ak-%s" % uid
+    cleanup(name)
+    run_id = "run-%s" % uid
+    args = dict(ssh_vars, gpu=["4090"], image="img", run_id=run_id)
+    before = account_keys(sim)
+    mark = sim.client.requests(10 ** 12)["seq"]
+    r = play([{"name": "one", "gpu.ops.vast_instance": dict(args, name=name + "-1")}])
+    assert r.rc == 0, r
+    assert r["one"]["ssh_key"] == {"method": "instance"} and r["one"]["instance"]["status"] == "running"
+    touched = [x for x in sim.client.requests(mark)["requests"] if x["path"].startswith("/api/v0/ssh")]
+    assert not touched  # the account was not touched
+    assert account_keys(sim) == before
+    # attaching fails once: the key goes on the account, marked with the run, and says so
+    sim_faults.add_faults('faults:\n  - {type: server_error, api: vast, endpoint: "POST /api/v0/instances/*/ssh*",'
+                          ' status: 500, count: 1}\n')
+    r = play([
+        {"name": "two", "gpu.ops.vast_instance": dict(args, name=name + "-2")},
+        {"name": "keys", "ansible.builtin.uri": {"url": sim.env["VAST_API_URL"] + "/api/v0/ssh/",
+                                                 "headers": {"Authorization": "Bearer " + sim.env["VAST_API_KEY"]}}},
+        {"name": "drop one", "gpu.ops.vast_instance": {"name": name + "-1", "state": "absent"}},
+        {"name": "drop two", "gpu.ops.vast_instance": {"name": name + "-2", "state": "absent"}},
+    ])
+    assert r.rc == 0, r
+    rep = r["two"]["ssh_key"]
+    assert rep["method"] == "account" and rep["added"] and "attaching the key to the instance failed" in rep["why"]
+    assert r["two"]["instance"]["status"] == "running"  # logged in with the account key
+    marked = [k for k in r["keys"]["json"] if k["key"].endswith("gpuops-run=%s" % run_id)]
+    assert [k["id"] for k in marked] == [rep["account_key_id"]]
+    assert r["drop one"]["account_keys_removed"] == []  # instance -2 of the run is still there
+    assert r["drop two"]["account_keys_removed"] == [str(rep["account_key_id"])]
+    assert account_keys(sim) == before
+    assert not live(sim, name)

@@ -98,6 +98,14 @@ options:
     type: list
     elements: int
     default: []
+  keep_account_key:
+    description:
+      - Vast nodes get the public key through Vast's per-instance key endpoint; only when that fails, or the offer is
+        a VM, is it registered as an account key (see RV(vast_ssh_keys)). Such a key carries the comment
+        C(gpuops-run=<run_id>) and is removed when the last instance of that run is destroyed by gpu.ops; V(true)
+        keeps it.
+    type: bool
+    default: false
   ssh_user:
     description:
       - SSH login user on Vast nodes (Vast does not report one; it is C(root) there). RunPod nodes use the user
@@ -227,6 +235,18 @@ destroyed:
   type: list
   elements: str
   sample: ["7835610"]
+vast_ssh_keys:
+  description: For each Vast instance created by this task, how its public key was put on it (C(method) C(instance)
+    or C(account), as C(ssh_key) of M(gpu.ops.vast_instance)).
+  returned: when Vast is one of the providers
+  type: dict
+  sample: {"7835610": {method: instance}}
+account_keys_removed:
+  description: Ids of Vast account keys gpu.ops had added and removed because no instance of their run is left.
+  returned: when Vast is one of the providers
+  type: list
+  elements: str
+  sample: []
 provider_errors:
   description: Providers whose offer search failed (the others were still used).
   returned: when O(state=present)
@@ -266,7 +286,13 @@ class GpuInstance:
         names = self.p.get("providers") or self.m.configured_providers()
         if not names:
             raise ConfigError("no provider configured: set runpod_api_key/RUNPOD_API_KEY or vast_api_key/VAST_API_KEY")
-        return {n: self.m.provider(n, ssh_user=self.p["ssh_user"]) for n in names}
+        out = {n: self.m.provider(n, ssh_user=self.p["ssh_user"]) for n in names}
+        if "vast" in out:
+            out["vast"].keep_account_keys = self.p["keep_account_key"]
+            # filled as instances are made and destroyed; returned with whatever result the task ends with
+            self.m.result["vast_ssh_keys"] = out["vast"].key_reports
+            self.m.result["account_keys_removed"] = out["vast"].removed_account_keys
+        return out
 
     def existing(self, providers, pattern):
         found = {}
@@ -427,6 +453,7 @@ def main():
         env=dict(type="dict", default={}),
         ports=dict(type="list", elements="int", default=[]),
         ssh_user=vast_ssh_user_spec(),
+        keep_account_key=dict(type="bool", default=False),
     )
     spec.update(instance_argument_spec())
     spec.update(filter_argument_spec())

@@ -117,14 +117,48 @@ def test_create_body_uses_the_spec_string_env_and_ssh_direct(api):
     assert body == {"image": "img", "label": "train-0;run_id=r1", "disk": 40.0, "runtype": "ssh_direct",
                     "env": "-p 22:22 -p 8888:8888 -e GPUOPS_RUN_ID=r1 -e 'HF_TOKEN=a b'",
                     "onstart": "touch ~/.no_auto_tmux\necho hi", "cancel_unavail": True}
-    assert api.calls("POST", "/api/v0/ssh/")[0]["body"] == {"ssh_key": "ssh-ed25519 AAAA k"}
+    # the per-instance key endpoint suffices: the account's keys are left alone
+    assert not api.calls("GET", "/api/v0/ssh/") and not api.calls("POST", "/api/v0/ssh/")
     assert api.calls("POST", "/api/v0/instances/7835610/ssh/")[0]["body"] == {"ssh_key": "ssh-ed25519 AAAA k"}
 
 
 def test_account_key_is_not_registered_twice(api):
     api.add("GET", "/api/v0/ssh/", (200, [{"id": 3, "key": "ssh-ed25519 AAAA other-comment"}]))
-    assert provider(api).ensure_account_key("ssh-ed25519 AAAA k") is False
+    assert provider(api).ensure_account_key("ssh-ed25519 AAAA k") == (3, False)
     assert not api.calls("POST", "/api/v0/ssh/")
+
+
+def test_the_account_key_is_used_only_when_attaching_fails_and_is_marked_with_the_run(api):
+    api.add("PUT", "/api/v0/asks/4200001/", (200, {"success": True, "new_contract": 7835610}))
+    api.add("POST", "/api/v0/instances/7835610/ssh/", (400, {"success": False, "error": "invalid_args", "msg": "nope"}))
+    api.add("GET", "/api/v0/ssh/", (200, []))
+    api.add("POST", "/api/v0/ssh/", (200, {"success": True, "key": {"id": 31}}))
+    api.add("GET", "/api/v0/instances/7835610/", (200, {"instances": row(7835610)}))
+    p = provider(api)
+    p.create({"name": "n", "offer_id": 4200001, "image": "img", "public_key": "ssh-ed25519 AAAA k",
+              "labels": {"run_id": "r1"}})
+    assert api.calls("POST", "/api/v0/ssh/")[0]["body"] == {"ssh_key": "ssh-ed25519 AAAA gpuops-run=r1"}
+    rep = p.key_reports["7835610"]
+    assert rep["method"] == "account" and rep["added"] and rep["account_key_id"] == 31 and "nope" in rep["why"]
+
+
+def test_added_account_keys_go_when_the_last_instance_of_their_run_is_gone(api):
+    keys = [{"id": 31, "key": "ssh-ed25519 AAAA gpuops-run=r1"}, {"id": 32, "key": "ssh-ed25519 BBBB gpuops-run=r2"},
+            {"id": 5, "key": "ssh-ed25519 CCCC mine"}]
+    api.add("DELETE", "/api/v0/instances/1/", (200, {"success": True}))
+    api.add("GET", "/api/v0/ssh/", (200, keys))
+    api.add("GET", "/api/v1/instances/", (200, {"success": True, "next_token": None,
+                                               "instances": [row(2, label="b;run_id=r2")]}))
+    api.add("DELETE", "/api/v0/ssh/31/", (200, {"success": True}))
+    p = provider(api)
+    assert p.terminate(1) is True
+    assert [c["path"] for c in api.requests if c["method"] == "DELETE"] == ["/api/v0/instances/1/", "/api/v0/ssh/31/"]
+    assert p.removed_account_keys == ["31"]
+    kept = provider(api)
+    kept.keep_account_keys = True  # the opt-out
+    n = len(api.requests)
+    kept.terminate(1)
+    assert len(api.requests) == n + 1
 
 
 @pytest.mark.parametrize("status,body,category", [
