@@ -111,3 +111,26 @@ def test_vast_keys_go_per_instance_and_an_added_account_key_goes_with_its_run(pl
     assert r["drop two"]["account_keys_removed"] == [str(rep["account_key_id"])]
     assert account_keys(sim) == before
     assert not live(sim, name)
+
+
+def test_waiting_polls_within_the_quotas(play, sim, sim_faults, ssh_vars, uid, cleanup, tmp_path):
+    # quotas ON, as on the real clouds: RunPod every 2 s, Vast every 10 s per instance (provider-apis.md 1.1, 2.8)
+    name = "qp-%s" % uid
+    cleanup(name)
+    sim_faults.add_faults('faults:\n  - {type: boot_never, match: {name: "%s-*"}}\n' % name)
+    env = dict(sim.env, GPUOPS_API_QUOTAS="on", GPUOPS_API_QUOTA_DIR=str(tmp_path / "quota"))
+    mark = sim.client.requests(10 ** 12)["seq"]
+    r = play([
+        {"name": "runpod", "gpu.ops.runpod_instance": dict(ssh_vars, name=name + "-rp", gpu_type="RTX 4090",
+                                                           image="img", wait_timeout=12), "ignore_errors": True},
+        {"name": "vast", "gpu.ops.vast_instance": dict(ssh_vars, name=name + "-v", gpu=["4090"], image="img",
+                                                       wait_timeout=25), "ignore_errors": True},
+    ], env=env)
+    assert r["runpod"].get("failed") and r["vast"].get("failed")  # boot never ends: both time out
+    rp, vast = r["runpod"]["wait"], r["vast"]["wait"]
+    assert 4 <= rp["api_polls"] <= 9, rp  # ~1.45 s polls made 10-14 in 12 s before
+    assert 2 <= vast["api_polls"] <= 4, vast  # at 0, 10 and 20 s (and the create's own read)
+    reqs = sim.client.requests(mark)["requests"]
+    shows = [x["t"] for x in reqs if x["method"] == "GET" and x["path"].startswith("/api/v0/instances/")]
+    assert min(b - a for a, b in zip(shows[1:], shows[2:])) >= 9.5  # after the create's read: >= 10 s apart
+    assert not live(sim, name)

@@ -92,7 +92,7 @@ def _cheapest_above(f, offers):
 _EXCLUDED_WHY = {
     "gpu_count": lambda f, os_: "they have %s GPUs" % ", ".join(str(c) for c in sorted(set(o.gpu_count for o in os_))),
     "verified_only": lambda f, os_: "unverified machines",
-    "max_price_per_hour": lambda f, os_: _cheapest_above(f, os_),
+    "max_price_per_hour": _cheapest_above,
     "min_reliability": lambda f, os_: "the best reliability is %s" % max(o.reliability for o in os_),
     "min_cuda_version": lambda f, os_: "the highest CUDA is %s" % max(
         (o.cuda_version for o in os_ if o.cuda_version), key=version_key, default="unknown"),
@@ -114,8 +114,8 @@ def describe_exclusions(filters, provider, offers):
         value = getattr(filters, name)
         setting = name if value is True else "%s=%s" % (name, ",".join(value) if isinstance(value, list) else value)
         why = _EXCLUDED_WHY.get(name, lambda f, os_: "")(filters, excluded)
-        parts.append("%s (%d offer%s%s)" % (setting, len(excluded), "" if len(excluded) == 1 else "s",
-                                             ": %s" % why if why else ""))
+        plural = "" if len(excluded) == 1 else "s"
+        parts.append("%s (%d offer%s%s)" % (setting, len(excluded), plural, ": %s" % why if why else ""))
     models = sorted(set(o.gpu_model or o.gpu_type for o in offers))
     one = len(offers) == 1
     return "%d %s offer%s of %s %s but %s excluded by %s" % (

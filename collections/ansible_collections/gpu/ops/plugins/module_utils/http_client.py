@@ -421,8 +421,8 @@ def default_budget(provider, base_url, api_key):
     if provider not in QUOTAS or not quotas_enabled():
         return None
     rate, burst = QUOTAS[provider]
-    account = hashlib.sha256(("%s\n%s" % (base_url.split("/")[2] if "//" in base_url else base_url,
-                                           api_key or "")).encode("utf-8")).hexdigest()[:16]
+    host = base_url.split("/")[2] if "//" in base_url else base_url
+    account = hashlib.sha256(("%s\n%s" % (host, api_key or "")).encode("utf-8")).hexdigest()[:16]
     return SharedBudget(os.path.join(quota_dir(), "budget-%s-%s.json" % (provider, account)), rate, burst)
 
 

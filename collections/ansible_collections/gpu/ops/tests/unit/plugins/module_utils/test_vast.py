@@ -147,8 +147,8 @@ def test_added_account_keys_go_when_the_last_instance_of_their_run_is_gone(api):
             {"id": 5, "key": "ssh-ed25519 CCCC mine"}]
     api.add("DELETE", "/api/v0/instances/1/", (200, {"success": True}))
     api.add("GET", "/api/v0/ssh/", (200, keys))
-    api.add("GET", "/api/v1/instances/", (200, {"success": True, "next_token": None,
-                                               "instances": [row(2, label="b;run_id=r2")]}))
+    listing = {"success": True, "next_token": None, "instances": [row(2, label="b;run_id=r2")]}
+    api.add("GET", "/api/v1/instances/", (200, listing))
     api.add("DELETE", "/api/v0/ssh/31/", (200, {"success": True}))
     p = provider(api)
     assert p.terminate(1) is True
