@@ -300,9 +300,10 @@ class Provisioner:
                         self.failed_existing[name] = why
                         continue
                     rec.update(outcome=t.category or "not_ready", message=why, wait=sshu.wait_report(t))
-                    self.exhausted.add(offer_key(offer))
                     if t.category == "no_public_ssh":
                         self.unmapped.add(offer_key(offer))
+                    if t.category != "no_public_ssh" or offer_key(offer) not in self.mapped:
+                        self.exhausted.add(offer_key(offer))  # an offer that also gave mapped nodes stays
                     try:
                         self.destroy(prov, t.instance)
                         rec["destroyed"] = True

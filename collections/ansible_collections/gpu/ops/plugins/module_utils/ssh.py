@@ -481,6 +481,10 @@ class Waiter:
         self.end = self.start + self.timeout
         for t in targets:
             t.next_at = self.start
+            if self.quotas and t.instance.provider in API_POLL:
+                # the instance was just read (created or listed): that read is the first poll of its quota
+                t.last_api = self.start
+                self._schedule_api(t, self.start)
             self._event(t, "waiting (timeout %ss)" % int(self.timeout))
         while True:
             now = self.clock()
