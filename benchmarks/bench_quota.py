@@ -88,7 +88,6 @@ def waiting(sim, provider: str, count: int, processes: int) -> list:
     during = [r for r in reqs if begin < r["t"] < end]
     span = max(1e-6, end - begin)
     per_min = len(during) / span * 60.0
-    n = count * processes
     gap = None
     if provider == "vast":  # the shortest time between two polls of one instance (a listing polls every one)
         polls = {}
