@@ -221,3 +221,20 @@ def test_near_offers_drop_the_count_and_verified_filters(api):
 
 def test_docker_env_quotes_values():
     assert docker_env({"A": "x y", "B": "1"}, ["22"]) == "-p 22:22 -e 'A=x y' -e B=1"
+
+
+def test_a_vm_offer_gets_the_account_key_and_is_rented_again(api):
+    api.add("PUT", "/api/v0/asks/4200001/",
+            (400, {"success": False, "error": "no_ssh_key_for_vm", "msg": "error 400/3467: no ssh key for vm",
+                   "ask_id": 4200001}),
+            (200, {"success": True, "new_contract": 7835611}))
+    api.add("GET", "/api/v0/ssh/", (200, []))
+    api.add("POST", "/api/v0/ssh/", (200, {"success": True, "key": {"id": 40}}))
+    api.add("GET", "/api/v0/instances/7835611/", (200, {"instances": row(7835611)}))
+    p = provider(api)
+    inst = p.create({"name": "vm", "offer_id": 4200001, "image": "img", "public_key": "ssh-ed25519 AAAA k",
+                     "labels": {"run_id": "r9"}})
+    assert inst.id == "7835611" and len(api.calls("PUT", "/api/v0/asks/4200001/")) == 2
+    assert not api.calls("POST", "/api/v0/instances/7835611/ssh/")
+    rep = p.key_reports["7835611"]
+    assert rep["method"] == "account" and rep["account_key_id"] == 40 and "no_ssh_key_for_vm" in rep["why"]
