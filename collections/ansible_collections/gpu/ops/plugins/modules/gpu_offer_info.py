@@ -66,7 +66,7 @@ notes:
     names, C(H100) as C(H100 NVL), C(H100 PCIE) and C(H100 SXM)), the GPU count, price, reliability, CUDA, region
     and disk filters are sent to Vast; the 256 are the cheapest offers that match them all.
   - When offers of the wanted GPU exist but other filters excluded them, the warning says which filter excluded how
-    many (for example C(gpu_count=1 (2 offers: they have 2, 4 GPUs))).
+    many, and why (for example that they have 2 or 4 GPUs where O(gpu_count=1) was asked).
 seealso:
   - module: gpu.ops.gpu_instance
 """
