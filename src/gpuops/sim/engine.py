@@ -446,6 +446,7 @@ class Engine:
         ports = [free_port(inst.ip) for _ in range(spec.listen_ports)]
         inst.ssh_port, inst.proxy_port = ports[0], ports[1]
         inst.started_at = self.clock.now()
+        inst.status_msg = f"success, running {inst.image}/ssh" if inst.provider == "vast" else None
         self._set_phase(inst, "running")
         end = time.monotonic() + delay
         while time.monotonic() < end:
