@@ -137,7 +137,9 @@ class SimHarness:
 
     @property
     def env(self) -> dict[str, str]:
-        return self.client.env()
+        # the simulator has no per-user quotas: tests run without the shared request budgets and poll floors
+        # (tests of those turn them on); nothing is written to the user's ~/.cache/gpuops either
+        return {**self.client.env(), "GPUOPS_API_QUOTAS": "off"}
 
     def leaks(self) -> dict:
         """Instances still alive, and processes still carrying this simulator's marker or holding a file of

@@ -272,6 +272,7 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
             ports=list(req.ports or []), env=env, cloud=req.cloud, data_center=dcs[0], cuda_version=cuda,
             keys=keys, args=req.args or "", mounts=req.mounts.model_dump(exclude_none=True) if req.mounts else {},
             boot_seconds=engine.catalog.boot_seconds, machine_id=None,
+            support_public_ip=cloud not in gtype.no_public_ip,  # the catalog's hosts without a public IP
         )
         engine._take_runpod_stock(inst)
         engine.add_instance(inst, offer=gpu.id)

@@ -530,6 +530,13 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         entry = {"id": next(engine._vast_key_ids), "user_id": 4242, "key": key,
                  "created_at": "2026-11-23T00:00:00Z", "deleted_at": None}
         engine.vast_account_keys.append(entry)
+        # the OpenAPI: "The key will be automatically added to all your current instances" (new ones get
+        # account keys at create); deleting it later removes it from the account only
+        for inst in engine.list("vast"):
+            if key not in inst.keys:
+                inst.keys.append(key)
+                if not inst.api_only and engine.nodes.node_dir(inst.id).exists():
+                    engine.nodes.add_authorized_key(inst.id, key)
         return JSONResponse({"success": True, "key": {"id": entry["id"], "user_id": 4242, "public_key": key,
                                                       "created_at": entry["created_at"], "deleted_at": None}})
 

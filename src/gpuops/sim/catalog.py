@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class RunpodGpuType:
     max_count: dict[str, int]
     cuda_versions: list[str]
     data_centers: list[str]
+    # clouds ("secure", "community") whose hosts of this GPU have no public IP: pods there run but never get
+    # a direct SSH mapping (REST v2 has no supportPublicIp to ask for one)
+    no_public_ip: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +84,41 @@ def _req(d: dict, key: str, where: str):
     return d[key]
 
 
+GENERATED_MACHINE_IDS = 500_000
+GEO = ("Texas, US", "Oregon, US", "Virginia, US", "Quebec, CA", "Bavaria, DE", "Stockholm, SE", "Warsaw, PL",
+       "Sao Paulo, BR", "Tokyo, JP", "Victoria, AU")
+
+
+def _spread(spec: Any, rng: random.Random, digits: int = 3) -> float:
+    """A number, or [low, high]: a uniform draw."""
+    if isinstance(spec, (list, tuple)):
+        return round(rng.uniform(float(spec[0]), float(spec[1])), digits)
+    return float(spec)
+
+
+def generate_machines(entries: list, first_id: int = GENERATED_MACHINE_IDS) -> list[dict]:
+    """A realistic market: ``vast.generate`` entries, each ``count`` machines of one GPU with prices and
+    reliability drawn from ranges (seeded, so a catalog always yields the same market)."""
+    out: list[dict] = []
+    mid = first_id
+    for i, g in enumerate(entries or []):
+        where = f"vast.generate[{i}]"
+        rng = random.Random(g.get("seed", i))
+        for _ in range(int(_req(g, "count", where))):
+            dph = _spread(_req(g, "dph_total", where), rng)
+            m = {k: v for k, v in g.items() if k not in ("count", "seed", "dph_total", "reliability", "geolocation")}
+            _req(g, "hardware", where)
+            _req(g, "gpu_name", where)
+            m.update(machine_id=mid, dph_total=dph, min_bid=round(dph * 0.5, 3),
+                     reliability=_spread(g.get("reliability", [0.95, 0.999]), rng, 4),
+                     geolocation=g.get("geolocation") or GEO[rng.randrange(len(GEO))])
+            m.setdefault("num_gpus", 1)
+            m.setdefault("cuda_max_good", 12.4)
+            out.append(m)
+            mid += 1
+    return out
+
+
 def load_catalog(path: str | Path | None = None) -> Catalog:
     p = Path(path) if path else DEFAULT_CATALOG
     try:
@@ -112,13 +151,15 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
                 max_count={k: int(v) for k, v in (g.get("max_count") or {"secure": 8, "community": 8}).items()},
                 cuda_versions=[str(v) for v in g.get("cuda_versions") or ["12.4"]],
                 data_centers=list(g.get("data_centers") or rp.get("data_centers") or ["US-TX-3"]),
+                no_public_ip=[str(c).lower() for c in g.get("no_public_ip") or []],
             )
             if t.hardware not in hw:
                 raise SimConfigError(f"{where}: unknown hardware '{t.hardware}'")
             gtypes[t.id] = t
         machines = {}
         known = {f for f in VastMachine.__dataclass_fields__ if f != "extra"}
-        for i, m in enumerate((raw.get("vast") or {}).get("machines") or []):
+        vast = raw.get("vast") or {}
+        for i, m in enumerate(list(vast.get("machines") or []) + generate_machines(vast.get("generate"))):
             where = f"vast.machines[{i}]"
             kw = {k: v for k, v in m.items() if k in known}
             extra = {k: v for k, v in m.items() if k not in known}

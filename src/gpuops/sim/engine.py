@@ -25,7 +25,7 @@ from typing import Any
 from .catalog import Catalog, RunpodGpuType, VastMachine
 from .errors import ApiError
 from .faults import Fault, FaultSet
-from .nodes import NodeManager, NodeSpec, loopback_supports_aliases
+from .nodes import NodeManager, NodeSpec, free_port, loopback_supports_aliases
 
 log = logging.getLogger("gpuops.sim")
 
@@ -107,6 +107,7 @@ class Instance:
     terminate_failures: int = 0
     gpu_fault: dict = field(default_factory=dict)
     label_extra: dict = field(default_factory=dict)
+    sshd_at: float | None = None  # when sshd began answering (after the mapping, with sshd_start_seconds)
     run_gen: int = 0  # bumped by every start and stop: timers of an earlier run are void
     # the instance's own API key (Vast CONTAINER_API_KEY, RunPod's pod-scoped RUNPOD_API_KEY): see instance_keys
     api_key: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -437,7 +438,8 @@ class Engine:
         gen = inst.run_gen
 
         def stale() -> bool:  # stopped, terminated, or stopped and started again since this boot began
-            return inst.phase != "starting" or inst.run_gen != gen or self._closing
+            # "running" only while sshd starts behind an address already mapped (sshd_start_seconds)
+            return inst.phase not in ("starting", "running") or inst.run_gen != gen or self._closing
 
         # the rest of the boot time is "container starting"
         rest = max(0.0, inst.boot_seconds) * 0.7
@@ -451,11 +453,14 @@ class Engine:
                         env=self._node_env(inst), onstart=inst.onstart)
         self.nodes.prepare(spec)
         self.nodes.write_gpus(inst.id, self.gpu_state(inst))
+        early = await self._map_before_sshd(inst, spec, gen)
+        if early is False:
+            return
         if inst.ssh_never:
             ports = self.nodes.open_blackhole(inst.id, inst.ip)
         else:
             try:
-                ports = await self.nodes.start(spec)
+                ports = await self.nodes.start(spec, ports=early)
             except Exception as e:
                 await self.nodes.stop(inst.id)  # whatever half-started, it goes
                 if stale():  # stopped or terminated while sshd started
@@ -467,12 +472,34 @@ class Engine:
         if stale():  # stopped/terminated while booting
             await self.nodes.stop(inst.id)
             return
+        inst.sshd_at = self.clock.now()
+        if early:
+            return
         inst.ssh_port, inst.proxy_port = ports[0], ports[1]
         inst.started_at = self.clock.now()
         inst.status_msg = f"success, running {inst.image}/ssh" if inst.provider == "vast" else None
         self._set_phase(inst, "running")
         if inst.interruptible and inst.preempt_after is not None:
             self._schedule(self.clock.now() + inst.preempt_after, inst.id, "preempt")
+
+    async def _map_before_sshd(self, inst: Instance, spec: NodeSpec, gen: int) -> list[int] | None | bool:
+        """With settings.sshd_start_seconds, as on real clouds: the container runs and its ports are mapped
+        (the API reports the address) before sshd inside answers. Returns the mapped ports, None when
+        sshd starts with the mapping, False when the instance was stopped meanwhile."""
+        delay = float(self.catalog.settings.get("sshd_start_seconds", 0) or 0)
+        if delay <= 0 or inst.ssh_never:
+            return None
+        ports = [free_port(inst.ip) for _ in range(spec.listen_ports)]
+        inst.ssh_port, inst.proxy_port = ports[0], ports[1]
+        inst.started_at = self.clock.now()
+        inst.status_msg = f"success, running {inst.image}/ssh" if inst.provider == "vast" else None
+        self._set_phase(inst, "running")
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            if inst.phase != "running" or inst.run_gen != gen or self._closing:
+                return False
+            await asyncio.sleep(min(0.05, end - time.monotonic()))
+        return ports
 
     def _enter_error(self, inst: Instance, msg: str) -> None:
         """The container could not start: ERROR (RunPod), not billed for GPU; the GPUs go back to stock."""

@@ -437,11 +437,13 @@ class NodeManager:
         return cfg
 
     # ---------------------------------------------------------------- lifecycle
-    async def start(self, spec: NodeSpec, *, deadline_s: float = 15.0) -> list[int]:
-        """Boot sshd; return its ports once it answers with an SSH banner."""
+    async def start(self, spec: NodeSpec, *, deadline_s: float = 15.0, ports: list[int] | None = None) -> list[int]:
+        """Boot sshd (on ``ports`` when given: an address already reported); return its ports once it answers
+        with an SSH banner."""
         last_err = ""
+        wanted = list(ports) if ports else None
         for _attempt in range(5):
-            ports = [free_port(spec.ip) for _ in range(spec.listen_ports)]
+            ports, wanted = wanted or [free_port(spec.ip) for _ in range(spec.listen_ports)], None
             if len(set(ports)) != len(ports):
                 continue
             cfg = self._sshd_config(spec, ports)

@@ -24,6 +24,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     gpu_close_matches,
     gpu_matches,
     rank_offers,
+    version_key,
 )
 
 FATAL = (http.AUTH, http.QUOTA)
@@ -68,9 +69,68 @@ def known_gpu_names(providers, filters):
     return sorted(set(n for n in catalog if n)), sorted(set(n for n in on_offer if n))
 
 
+def near_misses(providers, filters):
+    """Offers of the wanted GPU model that the other filters excluded: [(provider name, [Offer])]."""
+    out = []
+    for name, prov in providers.items():
+        try:
+            near = [o for o in prov.near_offers(filters) if not set(filters.excluded_by(o)) & {"gpu", "interruptible"}]
+        except http.ApiError:
+            continue
+        if near:
+            out.append((name, near))
+    return out
+
+
+def _cheapest_above(f, offers):
+    o = min(offers, key=lambda x: (f.excluded_by(x) != ["max_price_per_hour"], x.price_per_hour))
+    what = "match" if f.excluded_by(o) == ["max_price_per_hour"] else "of them"
+    return "the cheapest %s costs %.3f USD/h (%s %s x%s, offer %s), above max_price_per_hour %.3f" % (
+        what, o.price_per_hour, o.provider, o.gpu_model, o.gpu_count, o.offer_id, f.max_price_per_hour)
+
+
+_EXCLUDED_WHY = {
+    "gpu_count": lambda f, os_: "they have %s GPUs" % ", ".join(str(c) for c in sorted(set(o.gpu_count for o in os_))),
+    "verified_only": lambda f, os_: "unverified machines",
+    "max_price_per_hour": _cheapest_above,
+    "min_reliability": lambda f, os_: "the best reliability is %s" % max(o.reliability for o in os_),
+    "min_cuda_version": lambda f, os_: "the highest CUDA is %s" % max(
+        (o.cuda_version for o in os_ if o.cuda_version), key=version_key, default="unknown"),
+    "regions": lambda f, os_: "they are in %s" % ", ".join(sorted(set(
+        o.country or ",".join(o.data_centers or []) or "?" for o in os_))[:8]),
+    "min_vram_gb": lambda f, os_: "the most memory is %s GB per GPU" % max(o.vram_gb or 0 for o in os_),
+    "min_disk_gb": lambda f, os_: "the most disk is %s GB" % max(o.disk_gb or 0 for o in os_),
+}
+
+
+def describe_exclusions(filters, provider, offers):
+    """"4 vast offers of RTX 4090 exist but were excluded by gpu_count=1 (2 offers: they have 2, 4 GPUs), ..."."""
+    by = {}
+    for o in offers:
+        for name in filters.excluded_by(o):
+            by.setdefault(name, []).append(o)
+    parts = []
+    for name, excluded in by.items():
+        value = getattr(filters, name)
+        setting = name if value is True else "%s=%s" % (name, ",".join(value) if isinstance(value, list) else value)
+        why = _EXCLUDED_WHY.get(name, lambda f, os_: "")(filters, excluded)
+        plural = "" if len(excluded) == 1 else "s"
+        parts.append("%s (%d offer%s%s)" % (setting, len(excluded), plural, ": %s" % why if why else ""))
+    models = sorted(set(o.gpu_model or o.gpu_type for o in offers))
+    one = len(offers) == 1
+    return "%d %s offer%s of %s %s but %s excluded by %s" % (
+        len(offers), provider, "" if one else "s", "/".join(models), "exists" if one else "exist",
+        "it was" if one else "they were", ", ".join(parts))
+
+
 def explain_empty(providers, filters):
-    """Why no offer matched: raise ConfigError for a GPU no catalog knows; else return a sentence."""
+    """Why no offer matched: which filters excluded the offers of the wanted GPU, or a ConfigError for a
+    GPU no catalog knows, or a sentence about the price ceiling."""
     where = "/".join(providers)
+    near = near_misses(providers, filters) if filters.gpu else []
+    if near:
+        return "no %s offer matches the filters (%s): %s" % (where, describe(filters), "; ".join(
+            describe_exclusions(filters, name, offers) for name, offers in near))
     if filters.gpu:
         catalog, on_offer = known_gpu_names(providers, filters)
         known = catalog + on_offer
@@ -155,13 +215,16 @@ class Provisioner:
         self.ready = {}
         self.failed_existing = {}
         self.stopped_grace = stopped_grace
+        self.mapped = set()  # offers whose nodes got a direct SSH mapping
+        self.unmapped = set()  # offers whose nodes ran without one (no_public_ssh)
 
     def _next_offer(self):
-        for o in self.offers:
-            if offer_key(o) in self.exhausted or o.provider in self.dead_providers:
-                continue
-            return o
-        return None
+        """The best offer left; after a node came up without a public SSH mapping, offers whose nodes did get
+        one come first (a host without a public IP is a property of where the offer lands)."""
+        left = [o for o in self.offers if offer_key(o) not in self.exhausted and o.provider not in self.dead_providers]
+        if self.unmapped:
+            left.sort(key=lambda o: offer_key(o) not in self.mapped)  # stable: rank order within each group
+        return left[0] if left else None
 
     def _create(self, name):
         while len(self.attempts) < self.max_attempts:
@@ -225,6 +288,8 @@ class Provisioner:
                         prov.name, "instance", inst.name, inst.id)))
                 self.waiter.wait(targets)
                 for (name, prov, inst, offer, rec), t in zip(waiting, targets):
+                    if offer is not None and t.mapped_at is not None:
+                        self.mapped.add(offer_key(offer))
                     if t.ready:
                         self.ready[name] = t.instance
                         if rec is not None:
@@ -234,8 +299,11 @@ class Provisioner:
                     if rec is None:  # existed before: not ours to destroy or replace
                         self.failed_existing[name] = why
                         continue
-                    rec.update(outcome="not_ready", message=why, wait=sshu.wait_report(t))
-                    self.exhausted.add(offer_key(offer))
+                    rec.update(outcome=t.category or "not_ready", message=why, wait=sshu.wait_report(t))
+                    if t.category == "no_public_ssh":
+                        self.unmapped.add(offer_key(offer))
+                    if t.category != "no_public_ssh" or offer_key(offer) not in self.mapped:
+                        self.exhausted.add(offer_key(offer))  # an offer that also gave mapped nodes stays
                     try:
                         self.destroy(prov, t.instance)
                         rec["destroyed"] = True

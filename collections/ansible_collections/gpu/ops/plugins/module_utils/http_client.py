@@ -21,10 +21,17 @@ No Ansible imports: the inventory plugin uses this module too.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
+import os
 import random
 import re
 import time
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: every process keeps its own budget
+    fcntl = None
 
 try:
     import requests
@@ -223,7 +230,7 @@ class HttpClient:
 
     def __init__(self, base_url, api_key=None, provider="api", service="API", timeout=30.0, deadline=120.0,
                  max_retries=8, backoff_base=0.25, backoff_max=30.0, user_agent=USER_AGENT, classify=None,
-                 sleep=None, clock=None, session=None, extra_headers=None):
+                 sleep=None, clock=None, session=None, extra_headers=None, budget=None):
         if not HAS_REQUESTS:
             raise ApiError("the Python library 'requests' is required", category=ERROR, provider=provider)
         self.base_url = str(base_url or "").rstrip("/")
@@ -245,6 +252,7 @@ class HttpClient:
             self.session.headers.update(extra_headers)
         self.stats = {"requests": 0, "retries": 0, "slept": 0.0}
         self._rng = random.Random()
+        self.budget = budget if budget is not None else default_budget(provider, self.base_url, api_key)
 
     # ------------------------------------------------------------------ helpers
     def url(self, path):
@@ -307,6 +315,7 @@ class HttpClient:
             remaining = end - self.clock()
             timeout = max(0.5, min(self.timeout, remaining)) if remaining > 0 else 0.5
             wait = None
+            self._spend_budget(end)
             try:
                 resp = self.session.request(method, url, data=data, params=params, headers=self._headers(json_body),
                                             timeout=timeout, allow_redirects=False)
@@ -342,6 +351,8 @@ class HttpClient:
                                              details=err.details)
                     raise err
                 last_error = err
+                if resp.status_code == 429 and self.budget is not None:
+                    self.budget.penalize(retry_after if retry_after is not None else 1.0)
                 if resp.status_code == 429 and retry_after is not None:
                     # honour the server's wait, plus a little jitter so parallel clients spread out
                     wait = retry_after + self._rng.uniform(0, min(0.25, self.backoff_base))
@@ -358,6 +369,14 @@ class HttpClient:
             self.stats["retries"] += 1
             self.stats["slept"] += wait
             self.sleep(wait)
+
+    def _spend_budget(self, end):
+        """Wait for a token of the shared per-user budget (every gpu.ops process of this user and key)."""
+        if self.budget is None:
+            return
+        waited = self.budget.acquire(max(0.0, end - self.clock()), self.sleep)
+        self.stats["slept"] += waited
+        self.stats["budget_waits"] = self.stats.get("budget_waits", 0.0) + waited
 
     # convenience
     def get(self, path, params=None, **kw):
@@ -384,3 +403,102 @@ def _never_sent(e):
     return any(s in text for s in ("connection refused", "name or service not known", "failed to establish",
                                    "nodename nor servname", "no route to host", "network is unreachable",
                                    "temporary failure in name resolution"))
+
+
+# ---------------------------------------------------------------------------- shared request budgets
+# Per-user request budgets (provider-apis.md 1.1, 2.2, 2.8). RunPod v2: 60 requests per minute per user; a
+# bucket of 10 refilled at 50 per minute never passes 60 in any 60 s window (and keeps to 3,000 per hour).
+# Vast documents no per-user figure, only per-endpoint minimum intervals and "poll every 10 s or more":
+# a guard of 1 request per second with bursts of 10 (per-instance polls are paced by ssh.API_POLL).
+QUOTAS = {"runpod": (50.0 / 60.0, 10.0), "vast": (1.0, 10.0)}
+QUOTA_ENV = "GPUOPS_API_QUOTAS"  # "off" disables budgets and poll floors (simulators only)
+QUOTA_DIR_ENV = "GPUOPS_API_QUOTA_DIR"
+
+
+def quotas_enabled():
+    return os.environ.get(QUOTA_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def quota_dir():
+    base = os.environ.get(QUOTA_DIR_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "gpuops")
+    return base
+
+
+def default_budget(provider, base_url, api_key):
+    """The shared budget of ``provider`` for this account (the key) at this API, or None."""
+    if provider not in QUOTAS or not quotas_enabled():
+        return None
+    rate, burst = QUOTAS[provider]
+    host = base_url.split("/")[2] if "//" in base_url else base_url
+    account = hashlib.sha256(("%s\n%s" % (host, api_key or "")).encode("utf-8")).hexdigest()[:16]
+    return SharedBudget(os.path.join(quota_dir(), "budget-%s-%s.json" % (provider, account)), rate, burst)
+
+
+class SharedBudget:
+    """A token bucket in a file, locked with flock, shared by every process of the user.
+
+    ``acquire`` takes one token, sleeping (outside the lock) until one is there; ``penalize`` empties the
+    bucket for a while after a 429, so the other processes back off too. A file that cannot be used
+    (read-only cache, no flock) degrades to a bucket in this process.
+    """
+
+    def __init__(self, path, rate, burst, clock=None):
+        self.path = path
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.clock = clock or time.time
+        self._local = {"tokens": self.burst, "t": self.clock()}
+
+    def _update(self, fn):
+        """Apply ``fn(state, now) -> result`` to the stored state under the lock; return the result."""
+        try:
+            d = os.path.dirname(self.path)
+            if d and not os.path.isdir(d):
+                os.makedirs(d, mode=0o700, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return fn(self._local, self.clock())
+        with os.fdopen(fd, "r+") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                state = json.loads(fh.read() or "{}")
+                state = {"tokens": float(state["tokens"]), "t": float(state["t"])}
+            except (ValueError, KeyError, TypeError):
+                state = {"tokens": self.burst, "t": self.clock()}
+            out = fn(state, self.clock())
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(state))
+            return out
+
+    def _refill(self, state, now):
+        state["tokens"] = min(self.burst, state["tokens"] + max(0.0, now - state["t"]) * self.rate)
+        state["t"] = max(state["t"], now)
+
+    def _take(self, state, now):
+        self._refill(state, now)
+        if state["tokens"] >= 1.0:
+            state["tokens"] -= 1.0
+            return 0.0
+        return (1.0 - state["tokens"]) / self.rate
+
+    def acquire(self, max_wait, sleep):
+        """Seconds waited for the token; gives up waiting after ``max_wait`` (the request's deadline)."""
+        waited = 0.0
+        while True:
+            wait = self._update(self._take)
+            if wait <= 0.0:
+                return waited
+            if waited >= max_wait:
+                return waited  # the request deadline rules; the server's 429, if any, is handled as usual
+            wait = min(wait + 0.01, max(0.01, max_wait - waited))
+            sleep(wait)
+            waited += wait
+
+    def penalize(self, seconds):
+        def drain(state, now):
+            self._refill(state, now)
+            state["tokens"] = min(state["tokens"], 0.0) - float(seconds) * self.rate
+        self._update(drain)

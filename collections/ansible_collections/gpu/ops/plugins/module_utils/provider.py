@@ -19,6 +19,7 @@ No Ansible imports: the inventory plugin uses this module too.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import difflib
 import re
@@ -125,6 +126,16 @@ class Provider:
     def list(self, filters=None):
         """Every instance of the account (one paginated listing, no per-instance calls)."""
         raise NotImplementedError
+
+    def near_offers(self, filters):
+        """Offers of the wanted GPU model (and gpu_count where the provider needs it to search) whatever the
+        other filters say, so a caller can tell which filter excluded them. Unsorted."""
+        relaxed = copy.copy(filters)
+        relaxed.verified_only = False
+        for k in ("max_price_per_hour", "min_vram_gb", "min_cuda_version", "min_reliability", "min_disk_gb"):
+            setattr(relaxed, k, None)
+        relaxed.regions = []
+        return self.find_offers(relaxed)
 
     def find_by_name(self, name):
         """Instances whose name (RunPod) / label name (Vast) equals ``name`` and are not terminated."""
@@ -367,28 +378,38 @@ class OfferFilters:
 
     def matches(self, offer, ignore_price=False):
         """Client-side check of every filter (providers also filter server-side where they can)."""
-        if self.gpu and not any(gpu_matches(g, offer.gpu_type) or gpu_matches(g, offer.gpu_model or "")
-                                for g in self.gpu):
-            return False
-        if offer.gpu_count != self.gpu_count:
-            return False
-        if self.min_vram_gb is not None and (offer.vram_gb is None or offer.vram_gb < self.min_vram_gb):
-            return False
-        if not ignore_price and self.max_price_per_hour is not None and (
-                offer.price_per_hour is None or offer.price_per_hour > self.max_price_per_hour):
-            return False
-        if self.regions and not region_matches(self.regions, offer):
-            return False
-        if self.min_cuda_version and not cuda_at_least(offer.cuda_version, self.min_cuda_version):
-            return False
-        if self.min_reliability is not None and offer.reliability is not None and \
-                offer.reliability < self.min_reliability:
-            return False
-        if bool(offer.interruptible) != self.interruptible:
-            return False
-        if self.min_disk_gb is not None and offer.disk_gb is not None and offer.disk_gb < self.min_disk_gb:
-            return False
-        return True
+        return not self.excluded_by(offer, ignore_price)
+
+    def excluded_by(self, offer, ignore_price=False):
+        """Names of the filters ``offer`` fails (empty when it matches), in the order of :data:`FILTER_CHECKS`."""
+        out = []
+        for name, check in FILTER_CHECKS:
+            if ignore_price and name == "max_price_per_hour":
+                continue
+            if name not in ("gpu_count", "interruptible") and getattr(self, name) in (None, [], False):
+                continue  # not set
+            if not check(self, offer):
+                out.append(name)
+        return out
+
+
+def _gpu_ok(f, o):
+    return any(gpu_matches(g, o.gpu_type) or gpu_matches(g, o.gpu_model or "") for g in f.gpu)
+
+
+# (filter, passes(filters, offer)); a filter is checked only when it is set
+FILTER_CHECKS = (
+    ("gpu", _gpu_ok),
+    ("gpu_count", lambda f, o: o.gpu_count == f.gpu_count),
+    ("interruptible", lambda f, o: bool(o.interruptible) == f.interruptible),
+    ("verified_only", lambda f, o: o.verified is not False),
+    ("min_vram_gb", lambda f, o: o.vram_gb is not None and o.vram_gb >= f.min_vram_gb),
+    ("max_price_per_hour", lambda f, o: o.price_per_hour is not None and o.price_per_hour <= f.max_price_per_hour),
+    ("regions", lambda f, o: region_matches(f.regions, o)),
+    ("min_cuda_version", lambda f, o: cuda_at_least(o.cuda_version, f.min_cuda_version)),
+    ("min_reliability", lambda f, o: o.reliability is None or o.reliability >= f.min_reliability),
+    ("min_disk_gb", lambda f, o: o.disk_gb is None or o.disk_gb >= f.min_disk_gb),
+)
 
 
 def region_matches(regions, offer):

@@ -17,12 +17,16 @@ Commands (``ssh``, ``ssh-keygen``) run through an injected ``run(argv) -> (rc, s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import socket
 import stat
+import struct
 import time
 
+from ansible_collections.gpu.ops.plugins.module_utils.http_client import quotas_enabled
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError
 
 PUBKEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
@@ -54,7 +58,124 @@ def check_private_key(path):
             path, MAX_KEY_BYTES))
     if b"PRIVATE KEY-----" not in head:
         raise ConfigError("ssh_private_key_file %s does not look like a PEM/OpenSSH private key" % path)
+    check_key_unlocked(path, head)
     return path
+
+
+# ---------------------------------------------------------------------------- passphrases and the agent
+OPENSSH_MAGIC = b"openssh-key-v1\x00"
+
+
+def _ssh_string(buf, pos):
+    """(bytes, next position) of one SSH wire-format string at ``pos``; ValueError when truncated."""
+    if pos + 4 > len(buf):
+        raise ValueError("truncated")
+    n = struct.unpack(">I", buf[pos:pos + 4])[0]
+    if pos + 4 + n > len(buf):
+        raise ValueError("truncated")
+    return buf[pos + 4:pos + 4 + n], pos + 4 + n
+
+
+def private_key_info(head):
+    """(encrypted, public key blob or None) from the text of a private key file.
+
+    OpenSSH keys carry their cipher name and public key in clear; PEM keys say ``Proc-Type: 4,ENCRYPTED``
+    or are PKCS#8 ``ENCRYPTED PRIVATE KEY`` blocks (their public key is only in the .pub file)."""
+    text = head.decode("ascii", "replace")
+    if "BEGIN OPENSSH PRIVATE KEY" in text:
+        body = text.split("-----BEGIN OPENSSH PRIVATE KEY-----", 1)[1].split("-----END", 1)[0]
+        try:
+            raw = base64.b64decode("".join(body.split()))
+            if not raw.startswith(OPENSSH_MAGIC):
+                return False, None
+            cipher, pos = _ssh_string(raw, len(OPENSSH_MAGIC))
+            _kdf, pos = _ssh_string(raw, pos)
+            _kdfopts, pos = _ssh_string(raw, pos)
+            pos += 4  # number of keys
+            blob, pos = _ssh_string(raw, pos)
+        except (ValueError, TypeError, binascii.Error):
+            return False, None
+        return cipher != b"none", blob
+    encrypted = "ENCRYPTED PRIVATE KEY" in text or "Proc-Type: 4,ENCRYPTED" in text
+    return encrypted, None
+
+
+def agent_key_blobs(sock_path=None, timeout=2.0):
+    """Public key blobs the ssh-agent at ``SSH_AUTH_SOCK`` holds (as ``ssh-add -L`` lists them); [] without
+    an agent. Speaks the agent protocol (REQUEST_IDENTITIES) directly, so no ``ssh-add`` is needed."""
+    sock_path = sock_path or os.environ.get("SSH_AUTH_SOCK")
+    if not sock_path or not hasattr(socket, "AF_UNIX"):
+        return []
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(sock_path)
+            s.sendall(struct.pack(">IB", 1, 11))  # SSH2_AGENTC_REQUEST_IDENTITIES
+            head = _recv_exact(s, 4)
+            msg = _recv_exact(s, struct.unpack(">I", head)[0])
+    except (OSError, ValueError, struct.error):
+        return []
+    if not msg or msg[0] != 12:  # SSH2_AGENT_IDENTITIES_ANSWER
+        return []
+    blobs = []
+    try:
+        count = struct.unpack(">I", msg[1:5])[0]
+        pos = 5
+        for _i in range(count):
+            blob, pos = _ssh_string(msg, pos)
+            _comment, pos = _ssh_string(msg, pos)
+            blobs.append(blob)
+    except (ValueError, struct.error):
+        pass
+    return blobs
+
+
+def _recv_exact(s, n):
+    if n > 1 << 20:
+        raise ValueError("agent answer too large")
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ValueError("agent closed the connection")
+        data += chunk
+    return data
+
+
+def public_key_blob(line):
+    """The binary blob of an OpenSSH public key line, or None."""
+    parts = str(line or "").split()
+    if len(parts) < 2:
+        return None
+    try:
+        return base64.b64decode(parts[1])
+    except (ValueError, binascii.Error):
+        return None
+
+
+def check_key_unlocked(path, head):
+    """Refuse a passphrase-protected key no agent offers: ssh runs with BatchMode, so it could never log in,
+    and every instance rented for it would be paid for and destroyed again."""
+    encrypted, blob = private_key_info(head)
+    if not encrypted:
+        return
+    if blob is None and os.path.isfile(path + ".pub"):
+        try:
+            with open(path + ".pub") as fh:
+                blob = public_key_blob(fh.read(MAX_KEY_BYTES))
+        except OSError:
+            blob = None
+    held = agent_key_blobs()
+    if blob is not None and blob in held:
+        return
+    if not os.environ.get("SSH_AUTH_SOCK"):
+        why = "no ssh-agent is running (SSH_AUTH_SOCK is not set)"
+    elif blob is None:
+        why = "its public key is unknown (no %s.pub next to it), so the agent's keys cannot be matched" % path
+    else:
+        why = "the ssh-agent at SSH_AUTH_SOCK does not hold it"
+    raise ConfigError("ssh_private_key_file %s is protected by a passphrase and %s; nothing was rented. Run "
+                      "ssh-add %s (or use a key without a passphrase) and try again" % (path, why, path))
 
 
 def validate_public_key(key, source="ssh_public_key"):
@@ -188,39 +309,71 @@ class Target:
         self.done = False
         self.ready = False
         self.fatal = None
+        self.category = None  # why it failed, for callers that act on it (no_public_ssh)
         self.last_error = "the API has not reported it running yet"
         self.api_polls = 0
         self.probes = 0
         self.next_at = 0.0
-        self.delay = 0.1
+        self.api_next = 0.0  # API polls and SSH probes run on separate clocks: probes cost no API quota
+        self.api_delay = None
+        self.probe_delay = 0.05
         self.last_api = None
         self.mapped_at = None
+        self.unmapped_since = None
         self.denied_since = None
         self.ready_at = None
         self.events = []
+
+
+# Seconds between API polls of one instance (first poll, then the steady interval), within the vendors'
+# budgets (provider-apis.md 1.1 and 2.8): RunPod allows 60 requests per minute per user, Vast asks for no
+# more than one poll per ~10 s per instance. Many instances of one provider share one listing per poll.
+# With GPUOPS_API_QUOTAS=off (simulators) the module's poll_interval alone applies.
+API_POLL = {"runpod": (0.5, 2.0), "vast": (10.0, 10.0)}
+PROBE_INTERVAL = 0.5  # TCP/SSH probes once an address is known: no API call, so they may be quick
+NO_MAPPING_GRACE = 60.0  # RUNNING without a direct SSH mapping for this long: the host has no public IP
+
+
+def api_poll_schedule(provider, poll_interval, quotas=True):
+    """(first delay, steady interval) of API polls for one instance of ``provider``."""
+    first, steady = API_POLL.get(provider, (0.1, poll_interval)) if quotas else (0.1, poll_interval)
+    return min(first, max(steady, poll_interval)), max(steady, poll_interval)
 
 
 class Waiter:
     """Waits for several instances at once: API status, then TCP + banner + ``ssh true``.
 
     ``ssh`` is a dict(private_key, known_hosts, run, user_override, check_login) or None to stop at the API.
+    API polls follow :func:`api_poll_schedule`; once an address is known, readiness is found by probing
+    it directly every :data:`PROBE_INTERVAL` at most, and the API is re-read only every ``API_RECHECK``.
     """
 
     API_RECHECK = 5.0  # while the port is mapped but SSH is not up yet, re-read the API this often
     AUTH_GRACE = 60.0  # sshd answers but rejects the key: images may write authorized_keys late, not this late
 
-    def __init__(self, timeout, poll_interval=1.5, ssh=None, log=None, clock=None, sleep=None):
+    def __init__(self, timeout, poll_interval=1.5, ssh=None, log=None, clock=None, sleep=None, quotas=None):
         self.timeout = float(timeout)
         self.poll_interval = max(0.1, float(poll_interval))
         self.ssh = ssh
         self.log = log or (lambda msg: None)
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep
+        self.quotas = quotas_enabled() if quotas is None else quotas
         self.api_calls = 0  # listings made for batches (single polls are counted per target)
+        # a pod that runs without a mapping gets a grace, shorter for short waits (but never a hair trigger)
+        self.mapping_grace = min(NO_MAPPING_GRACE, max(10.0, self.timeout / 3.0))
 
     def _event(self, t, what):
         t.events.append({"t": round(self.clock() - self.start, 3), "event": what})
         self.log("%s: %s" % (t.label, what))
+
+    def _schedule_api(self, t, now):
+        first, steady = api_poll_schedule(t.instance.provider, self.poll_interval, self.quotas)
+        if t.instance.status == "running" and t.instance.ssh_ready_address:
+            t.api_next = now + max(self.API_RECHECK, steady)  # probes carry the wait now
+            return
+        t.api_delay = first if t.api_delay is None else min(t.api_delay * 1.5, steady)
+        t.api_next = now + t.api_delay
 
     def _api(self, t, now):
         inst, t.prefetched = t.prefetched, _NOTHING
@@ -236,6 +389,7 @@ class Waiter:
                                                      " ssh %s:%s" % inst.ssh_ready_address
                                                      if inst.ssh_ready_address else ""))
         t.instance = inst
+        self._schedule_api(t, self.clock())
         if inst.status in ("error", "terminated"):
             t.fatal = "the API reports it %s (%s)%s" % (inst.status, inst.provider_status,
                                                         ": %s" % inst.status_message if inst.status_message else "")
@@ -246,9 +400,9 @@ class Waiter:
             return False
         return True
 
-    def _needs_api(self, t, now):
-        addr = t.instance.ssh_ready_address if t.instance.status == "running" else None
-        return addr is None or t.last_api is None or now - t.last_api >= self.API_RECHECK
+    @staticmethod
+    def _needs_api(t, now):
+        return t.last_api is None or now >= t.api_next
 
     def _prefetch(self, due, now):
         """One listing per provider for every due target that needs fresh API state (N nodes, 1 call)."""
@@ -264,22 +418,41 @@ class Waiter:
             for t in group:
                 t.prefetched = by_id.get(str(t.instance.id))
 
+    def _unmapped(self, t, now):
+        """Running without an SSH endpoint: give up after the grace (a host without a public IP)."""
+        if t.instance.status != "running":
+            t.unmapped_since = None
+            return
+        if t.unmapped_since is None:
+            t.unmapped_since = now
+        if now - t.unmapped_since >= self.mapping_grace:
+            t.category = "no_public_ssh"
+            t.fatal = ("it has been running for %ds without a direct (public) SSH port mapping: its host has no "
+                       "public IP, and the %s proxy cannot carry Ansible" % (
+                           int(now - t.unmapped_since), t.instance.provider))
+            t.done = True
+
     def _step(self, t, now):
+        if self._needs_api(t, now) and not self._api(t, now):
+            t.done = True
+            return
         addr = t.instance.ssh_ready_address if t.instance.status == "running" else None
-        if self._needs_api(t, now):
-            if not self._api(t, now):
-                t.done = True
-                return
-            addr = t.instance.ssh_ready_address if t.instance.status == "running" else None
         if addr is None:
             t.last_error = "API status %s (%s), no SSH endpoint yet" % (t.instance.status, t.instance.provider_status)
+            self._unmapped(t, now)
+            t.next_at = t.api_next
             return
         if t.mapped_at is None:
             t.mapped_at = now
-            t.delay = 0.05  # the port was just mapped: sshd is probably about to answer
+            t.probe_delay = 0.05  # the port was just mapped: sshd is probably about to answer
         if self.ssh is None:
             t.done = t.ready = True
             return
+        self._probe(t, addr, now)
+        t.next_at = min(self.clock() + t.probe_delay, t.api_next)
+        t.probe_delay = min(t.probe_delay * 1.5, PROBE_INTERVAL, self.poll_interval)
+
+    def _probe(self, t, addr, now):
         host, port = addr
         remaining = max(0.5, self.end - now)
         t.probes += 1
@@ -308,6 +481,10 @@ class Waiter:
         self.end = self.start + self.timeout
         for t in targets:
             t.next_at = self.start
+            if self.quotas and t.instance.provider in API_POLL:
+                # the instance was just read (created or listed): that read is the first poll of its quota
+                t.last_api = self.start
+                self._schedule_api(t, self.start)
             self._event(t, "waiting (timeout %ss)" % int(self.timeout))
         while True:
             now = self.clock()
@@ -325,9 +502,6 @@ class Waiter:
                             self._event(t, "SSH ready")
                         else:
                             self._event(t, "failed: %s" % t.fatal)
-                        continue
-                    t.next_at = now + t.delay
-                    t.delay = min(t.delay * 1.5, self.poll_interval)
             pending = [t for t in targets if not t.done]
             if not pending:
                 break
@@ -353,5 +527,5 @@ def describe_failure(t, timeout):
 
 
 def wait_report(t):
-    return {"ready": t.ready, "api_polls": t.api_polls, "ssh_probes": t.probes, "ready_at": t.ready_at,
-            "events": t.events, "last_error": None if t.ready else t.last_error}
+    return {"ready": t.ready, "category": t.category, "api_polls": t.api_polls, "ssh_probes": t.probes,
+            "ready_at": t.ready_at, "events": t.events, "last_error": None if t.ready else t.last_error}

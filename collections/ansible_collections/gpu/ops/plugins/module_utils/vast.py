@@ -25,10 +25,12 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     ConfigError,
     Instance,
     Offer,
+    OfferFilters,
     Provider,
     bill_record,
     canonical_gpu_model,
     decode_vast_label,
+    gpu_matches,
     encode_vast_label,
     labels_to_env,
     not_billed,
@@ -44,6 +46,19 @@ MAX_PAGES = 2000
 PENDING = {None, "", "created", "loading", "scheduling", "rebooting", "starting", "provisioning"}
 FAILED = {"unknown", "offline", "frozen"}
 NO_AUTO_TMUX = "touch ~/.no_auto_tmux"
+# GPU names as Vast's market spells them (``gpu_name`` of offers). The search filters models on the
+# server with ``gpu_name in [...]``: the market lists thousands of offers and a search returns only
+# ``limit`` of them, so filtering locally would never see an H100 behind hundreds of cheaper cards.
+VAST_GPU_NAMES = (
+    "A10", "A100 PCIE", "A100 SXM4", "A100X", "A16", "A30", "A40", "A800 PCIE", "B200", "GH200 SXM",
+    "GTX 1080 Ti", "H100 NVL", "H100 PCIE", "H100 SXM", "H200", "H200 NVL", "L4", "L40", "L40S", "Q RTX 6000",
+    "Q RTX 8000", "RTX 2080 Ti", "RTX 3060", "RTX 3070", "RTX 3080", "RTX 3080 Ti", "RTX 3090", "RTX 3090 Ti",
+    "RTX 4000Ada", "RTX 4060 Ti", "RTX 4070", "RTX 4070 Ti", "RTX 4080", "RTX 4080S", "RTX 4090", "RTX 4090D",
+    "RTX 5000Ada", "RTX 5060 Ti", "RTX 5070", "RTX 5070 Ti", "RTX 5080", "RTX 5090", "RTX 6000Ada", "RTX A2000",
+    "RTX A4000", "RTX A4500", "RTX A5000", "RTX A6000", "RTX PRO 6000 S", "RTX PRO 6000 WS", "Tesla P100",
+    "Tesla P40", "Tesla T4", "Tesla V100", "Titan RTX", "Titan V", "MI300X",
+)
+SEARCH_LIMIT = 256
 
 
 def _body_field(body, key):
@@ -97,6 +112,24 @@ def normalize_status(row):
     return "error"
 
 
+def vast_gpu_names(queries):
+    """Vast's names for the models asked for: "H100" -> H100 NVL, H100 PCIE, H100 SXM. The query itself
+    (as a model name) is sent too, so a model newer than :data:`VAST_GPU_NAMES` is still found."""
+    out = []
+    for q in queries:
+        for name in [n for n in VAST_GPU_NAMES if gpu_matches(q, n)] + [canonical_gpu_model(q)]:
+            if name and name not in out:
+                out.append(name)
+    return out
+
+
+ACCOUNT_KEY_MARK = "gpuops-run="
+
+
+def _key_text(row):
+    return str(row.get("key") or row.get("public_key") or row.get("ssh_key") or "")
+
+
 class VastProvider(Provider):
     name = "vast"
 
@@ -105,6 +138,9 @@ class VastProvider(Provider):
             raise ConfigError("no Vast API key: set vast_api_key or the VAST_API_KEY environment variable")
         self.api_key = api_key
         self.ssh_user = ssh_user or "root"
+        self.keep_account_keys = False  # opt-out of removing the account keys gpu.ops added
+        self.key_reports = {}  # instance id -> how its SSH key was put on it (see put_key_on)
+        self.removed_account_keys = []
         self.client = http.HttpClient(api_url or DEFAULT_API_URL, api_key, provider="vast", service="Vast API",
                                       timeout=timeout, deadline=deadline, classify=classify, **client_kw)
 
@@ -198,13 +234,16 @@ class VastProvider(Provider):
             return None
         return self.to_instance(row)
 
-    def search_body(self, filters, limit=256):
+    def search_body(self, filters, limit=SEARCH_LIMIT):
+        """The bundles query: every filter Vast can apply is sent, so ``limit`` cuts after filtering."""
         q = {"verified": {"eq": True}, "rentable": {"eq": True}, "rented": {"eq": False},
              "num_gpus": {"eq": filters.gpu_count}, "direct_port_count": {"gte": 1},
              "order": [["dph_total", "asc"], ["reliability", "desc"]],
              "type": "bid" if filters.interruptible else "ondemand", "limit": limit}
         if not filters.verified_only:
             del q["verified"]
+        if filters.gpu:
+            q["gpu_name"] = {"in": vast_gpu_names(filters.gpu)}
         if filters.min_vram_gb:
             q["gpu_ram"] = {"gte": int(filters.min_vram_gb * 1000)}
         if filters.max_price_per_hour is not None:
@@ -226,22 +265,63 @@ class VastProvider(Provider):
         offers = [self.to_offer(o, filters.interruptible) for o in (resp.data or {}).get("offers") or []]
         return [o for o in offers if filters.matches(o)]
 
+    def near_offers(self, filters):
+        """Offers of the wanted models with any GPU count, verified or not, at any price (see Provider)."""
+        body = self.search_body(OfferFilters(gpu=filters.gpu, interruptible=filters.interruptible,
+                                             verified_only=False), limit=SEARCH_LIMIT)
+        del body["num_gpus"]
+        resp = self._call("POST", "/api/v0/bundles/", json_body=body, idempotent=True, what="search offers")
+        return [self.to_offer(o, filters.interruptible) for o in (resp.data or {}).get("offers") or []]
+
     # ------------------------------------------------------------------ writes
-    def ensure_account_key(self, public_key):
-        """Register the key on the account (new instances get account keys) unless it is there already."""
+    def account_keys(self):
         resp = self._call("GET", "/api/v0/ssh/", what="list SSH keys")
-        rows = resp.data if isinstance(resp.data, list) else (resp.data or {}).get("keys") or []
+        return resp.data if isinstance(resp.data, list) else (resp.data or {}).get("keys") or []
+
+    def ensure_account_key(self, public_key, run_id=None):
+        """(key id, added): register the key on the account unless it is there already. A key gpu.ops adds
+        carries ``gpuops-run=<run_id>`` as its comment, so it can be removed once that run is gone."""
         want = " ".join(public_key.split()[:2])
-        for r in rows:
-            have = str(r.get("key") or r.get("public_key") or r.get("ssh_key") or "")
-            if " ".join(have.split()[:2]) == want:
-                return False
-        self._call("POST", "/api/v0/ssh/", json_body={"ssh_key": public_key}, idempotent=True, what="add SSH key")
-        return True
+        for r in self.account_keys():
+            if " ".join(_key_text(r).split()[:2]) == want:
+                return r.get("id"), False
+        marked = "%s %s%s" % (want, ACCOUNT_KEY_MARK, run_id or "manual")
+        resp = self._call("POST", "/api/v0/ssh/", json_body={"ssh_key": marked}, idempotent=True,
+                          what="add SSH key")
+        return ((resp.data or {}).get("key") or {}).get("id"), True
 
     def attach_key(self, instance_id, public_key):
         self._call("POST", "/api/v0/instances/%s/ssh/" % instance_id, json_body={"ssh_key": public_key},
                    idempotent=True, what="attach SSH key to %s" % instance_id)
+
+    def put_key_on(self, instance_id, public_key, run_id=None):
+        """The per-instance key endpoint, which leaves the account alone; the account key only when that
+        fails (Vast copies account keys into every new instance, and per the OpenAPI into current ones)."""
+        try:
+            self.attach_key(instance_id, public_key)
+            return {"method": "instance"}
+        except http.ApiError as e:
+            if e.category in (http.AUTH, http.QUOTA):
+                raise
+            why = e.message
+        kid, added = self.ensure_account_key(public_key, run_id)
+        return {"method": "account", "account_key_id": kid, "added": added,
+                "why": "attaching the key to the instance failed: %s" % why}
+
+    def release_account_keys(self):
+        """Remove the account keys gpu.ops added for runs that have no instance left; their ids."""
+        marked = [(r, _key_text(r).split(ACCOUNT_KEY_MARK, 1)[1].split()[0]) for r in self.account_keys()
+                  if ACCOUNT_KEY_MARK in _key_text(r) and r.get("id") is not None]
+        if not marked:
+            return []
+        live = {i.labels.get("run_id") or "manual" for i in self.list() if i.status != "terminated"}
+        removed = []
+        for row, run in marked:
+            if run not in live:
+                self._call("DELETE", "/api/v0/ssh/%s/" % row["id"], what="remove SSH key %s" % row["id"])
+                removed.append(str(row["id"]))
+        self.removed_account_keys.extend(removed)
+        return removed
 
     def create_body(self, spec):
         env = dict(spec.get("env") or {})
@@ -259,11 +339,11 @@ class VastProvider(Provider):
 
     def create(self, spec):
         """Rent ask ``spec['offer_id']``. OFFER_GONE (no_such_ask) tells the caller to try the next offer."""
-        if spec.get("public_key"):
-            self.ensure_account_key(spec["public_key"])
         body = self.create_body(spec)
         ask = spec["offer_id"]
+        run_id = (spec.get("labels") or {}).get("run_id")
         attempts = 0
+        account_key = None
         while True:
             attempts += 1
             try:
@@ -277,17 +357,23 @@ class VastProvider(Provider):
                 if attempts >= 3:
                     raise
                 self.client.pause(attempts)
+            except http.ApiError as e:
+                # a VM offer takes only account keys (the spec's no_ssh_key_for_vm): register it, rent again
+                if e.details.get("error") != "no_ssh_key_for_vm" or not spec.get("public_key") or account_key:
+                    raise
+                kid, added = self.ensure_account_key(spec["public_key"], run_id)
+                account_key = {"method": "account", "account_key_id": kid, "added": added,
+                               "why": "the offer is a VM, which takes only account keys (no_ssh_key_for_vm)"}
         data = resp.data or {}
         if not data.get("success", True) or not data.get("new_contract"):
             raise http.ApiError("Vast API rent offer %s: %s" % (ask, http.error_text(data, resp.text)),
                                 status=resp.status, category=classify(400, data, resp.text), provider="vast",
                                 details={"ask_id": ask})
         iid = str(data["new_contract"])
-        if spec.get("public_key"):
-            try:
-                self.attach_key(iid, spec["public_key"])
-            except http.ApiError:
-                pass  # the account key reaches new instances anyway; the SSH probe will tell
+        if account_key:
+            self.key_reports[iid] = account_key
+        elif spec.get("public_key"):
+            self.key_reports[iid] = self.put_key_on(iid, spec["public_key"], run_id)
         try:
             inst = self.get(iid)
         except http.ApiError:
@@ -388,4 +474,9 @@ class VastProvider(Provider):
             if e.status == 404 and e.category == http.NOT_FOUND:
                 return False
             raise
+        if not self.keep_account_keys:
+            try:
+                self.release_account_keys()
+            except http.ApiError as e:  # the instance is gone, which is what was asked; say what is left
+                self.removed_account_keys.append("not removed: %s" % e.message)
         return True

@@ -109,6 +109,14 @@ options:
     type: list
     elements: int
     default: []
+  keep_account_key:
+    description:
+      - Vast nodes get the public key through Vast's per-instance key endpoint; only when that fails, or the offer is
+        a VM, is it registered as an account key (see RV(vast_ssh_keys)). Such a key carries the comment
+        C(gpuops-run=<run_id>) and is removed when the last instance of that run is destroyed by gpu.ops; V(true)
+        keeps it.
+    type: bool
+    default: false
   ssh_user:
     description:
       - SSH login user on Vast nodes (Vast does not report one; it is C(root) there). RunPod nodes use the user
@@ -133,6 +141,14 @@ attributes:
     description: Runs on the controller (or any host with network access to the provider APIs and C(ssh)).
 notes:
   - Interruptible nodes bid the offer's minimum bid.
+  - A node that runs but gets no direct (public) SSH port mapping, because its host has no public IP (RunPod's
+    REST v2 cannot ask for one), is given up after a grace of 60 seconds (a third of O(wait_timeout) when that is
+    shorter, at least 10 seconds) with the outcome C(no_public_ssh), destroyed, and replaced; offers whose nodes
+    did get a mapping are then tried first.
+  - API polls keep within the providers' budgets, shared by every gpu.ops process of the user through a file in
+    C(~/.cache/gpuops/) (RunPod at most 60 requests per minute; Vast one poll per 10 seconds per instance, one
+    listing for many instances). Once an address is known, readiness is found by probing it directly (TCP, SSH
+    banner, login) every half second. E(GPUOPS_API_QUOTAS=off) lifts the budgets, for simulators only.
   - Nodes are created one after the other and then waited for together, so N nodes take about as long as the
     slowest one.
 seealso:
@@ -200,8 +216,9 @@ instances:
                     ansible_ssh_common_args: "-o UserKnownHostsFile=/home/alice/.cache/gpuops/known_hosts-r1
                       -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes"}}
 attempts:
-  description: Every create this task tried, in order, with C(outcome) (C(created), C(not_ready), or an error category
-    such as C(no_capacity), C(offer_gone), C(insufficient_funds), C(invalid_request)) and the message.
+  description: Every create this task tried, in order, with C(outcome) (C(created), C(not_ready), C(no_public_ssh), or
+    an error category such as C(no_capacity), C(offer_gone), C(insufficient_funds), C(invalid_request)) and the
+    message. The task's failure message repeats the last message of each outcome.
   returned: always
   type: list
   elements: dict
@@ -240,6 +257,18 @@ kept:
   type: list
   elements: dict
   sample: [{provider: runpod, id: abc123, name: ddp-0, run_id: other-run, owner: bob}]
+vast_ssh_keys:
+  description: For each Vast instance created by this task, how its public key was put on it (C(method) C(instance)
+    or C(account), as C(ssh_key) of M(gpu.ops.vast_instance)).
+  returned: when Vast is one of the providers
+  type: dict
+  sample: {"7835610": {method: instance}}
+account_keys_removed:
+  description: Ids of Vast account keys gpu.ops had added and removed because no instance of their run is left.
+  returned: when Vast is one of the providers
+  type: list
+  elements: str
+  sample: []
 provider_errors:
   description: Providers whose offer search failed (the others were still used).
   returned: when O(state=present)
@@ -280,7 +309,13 @@ class GpuInstance:
         names = self.p.get("providers") or self.m.configured_providers()
         if not names:
             raise ConfigError("no provider configured: set runpod_api_key/RUNPOD_API_KEY or vast_api_key/VAST_API_KEY")
-        return {n: self.m.provider(n, ssh_user=self.p["ssh_user"]) for n in names}
+        out = {n: self.m.provider(n, ssh_user=self.p["ssh_user"]) for n in names}
+        if "vast" in out:
+            out["vast"].keep_account_keys = self.p["keep_account_key"]
+            # filled as instances are made and destroyed; returned with whatever result the task ends with
+            self.m.result["vast_ssh_keys"] = out["vast"].key_reports
+            self.m.result["account_keys_removed"] = out["vast"].removed_account_keys
+        return out
 
     def existing(self, providers, pattern):
         found = {}
@@ -425,10 +460,14 @@ class GpuInstance:
 
 
 def summarize(attempts):
-    counts = {}
+    """"no_public_ssh x2 (last: <why>), offer_gone x1 (last: <why>)": the cause of each failure, not only its name."""
+    counts, last = {}, {}
     for a in attempts:
         counts[a.get("outcome")] = counts.get(a.get("outcome"), 0) + 1
-    return ", ".join("%s x%d" % (k, v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))) or "no offers"
+        if a.get("message"):
+            last[a.get("outcome")] = a["message"]
+    return ", ".join("%s x%d%s" % (k, v, " (last: %s)" % last[k] if k in last else "")
+                     for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))) or "no offers"
 
 
 def main():
@@ -449,6 +488,7 @@ def main():
         env=env_option(),
         ports=dict(type="list", elements="int", default=[]),
         ssh_user=vast_ssh_user_spec(),
+        keep_account_key=dict(type="bool", default=False),
     )
     spec.update(instance_argument_spec())
     spec.update(filter_argument_spec())

@@ -62,6 +62,11 @@ notes:
     empty list with a warning that names the cheapest matching offer.
   - A provider that fails (after retries) is reported in RV(provider_errors) and the others are still returned; a
     rejected API key fails the task.
+  - Vast lists thousands of offers and one search returns at most 256 of them, so the GPU models (in Vast's own
+    names, C(H100) as C(H100 NVL), C(H100 PCIE) and C(H100 SXM)), the GPU count, price, reliability, CUDA, region
+    and disk filters are sent to Vast; the 256 are the cheapest offers that match them all.
+  - When offers of the wanted GPU exist but other filters excluded them, the warning says which filter excluded how
+    many, and why (for example that they have 2 or 4 GPUs where O(gpu_count=1) was asked).
 seealso:
   - module: gpu.ops.gpu_instance
 """

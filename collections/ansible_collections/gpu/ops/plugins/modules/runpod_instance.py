@@ -120,6 +120,12 @@ attributes:
     description: Runs on the controller (or any host with network access to the provider APIs and C(ssh)).
 notes:
   - The pod's direct SSH endpoint (C(ssh.direct)) is used; the RunPod SSH proxy cannot carry Ansible.
+  - A pod that runs but gets no C(ssh.direct) because its host has no public IP (REST v2 cannot ask for one) fails the
+    task after a grace of 60 seconds (a third of O(wait_timeout) when that is shorter, at least 10 seconds) and is
+    destroyed; the message says so. M(gpu.ops.gpu_instance) replaces such pods on another offer.
+  - API polls keep within RunPod's budget of 60 requests per minute per user, shared by every gpu.ops process of the
+    user through a file in C(~/.cache/gpuops/); once the address is known, SSH is probed directly every half
+    second. E(GPUOPS_API_QUOTAS=off) lifts the budget, for simulators only.
 seealso:
   - module: gpu.ops.runpod_instance_info
   - module: gpu.ops.gpu_instance

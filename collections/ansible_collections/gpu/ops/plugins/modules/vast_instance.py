@@ -79,6 +79,16 @@ options:
     description:
       - Bid in USD per hour for the whole machine when O(interruptible=true). Defaults to the offer's minimum bid.
     type: float
+  keep_account_key:
+    description:
+      - The public key is put on the new instance through Vast's per-instance key endpoint, which leaves the
+        account alone. Only when that fails, or the offer is a VM (which takes only account keys), is it registered
+        as an account key (Vast then copies it into every new instance, and per its API into current ones); the
+        result says so in RV(ssh_key).
+      - An account key gpu.ops registered carries the comment C(gpuops-run=<run_id>) and is removed when the last
+        instance of that run is destroyed by gpu.ops. V(true) keeps it.
+    type: bool
+    default: false
   ssh_user:
     description:
       - SSH login user. Vast does not report one (it is C(root) there).
@@ -100,6 +110,10 @@ attributes:
     support: full
     platforms: posix
     description: Runs on the controller (or any host with network access to the provider APIs and C(ssh)).
+notes:
+  - The instance is polled at most once every 10 seconds, as Vast asks, and requests keep within a budget shared by
+    every gpu.ops process of the user through a file in C(~/.cache/gpuops/); once the address is known, SSH is
+    probed directly every half second. E(GPUOPS_API_QUOTAS=off) lifts the limits, for simulators only.
 seealso:
   - module: gpu.ops.vast_instance_info
   - module: gpu.ops.gpu_offer_info
@@ -241,6 +255,19 @@ attempts:
   type: list
   elements: dict
   sample: [{offer_id: 4200001, outcome: offer_gone, message: "no_such_ask ..."}, {offer_id: 4200002, outcome: created}]
+ssh_key:
+  description: How the public key was put on the instance created by this task. C(method) is C(instance) (the
+    per-instance endpoint) or C(account) (registered on the account; C(account_key_id), C(added) when gpu.ops added
+    it, and C(why) the account key was needed).
+  returned: when an instance was created
+  type: dict
+  sample: {method: instance}
+account_keys_removed:
+  description: Ids of account keys gpu.ops had added and removed because no instance of their run is left.
+  returned: always
+  type: list
+  elements: str
+  sample: ["30001"]
 destroyed:
   description: Ids of the instances destroyed by this task.
   returned: when O(state=absent) or after a failure
@@ -348,6 +375,7 @@ class VastInstance(InstanceStateMachine):
                     continue
                 raise
             self.m.created.append((self.prov, inst))
+            self.m.result["ssh_key"] = self.prov.key_reports.get(inst.id)
             attempts.append({"offer_id": offer.offer_id, "outcome": "created", "instance_id": inst.id,
                              "price_per_hour": offer.price_per_hour})
             self.m.log("created %s from offer %s" % (self.label(inst), offer.offer_id))
@@ -370,6 +398,7 @@ def main():
         onstart=dict(type="str"),
         bid_price=dict(type="float"),
         ssh_user=vast_ssh_user_spec(),
+        keep_account_key=dict(type="bool", default=False),
     )
     spec.update(instance_argument_spec())
     spec.update(filter_argument_spec())
@@ -391,7 +420,10 @@ def main():
         for port in p["ports"]:
             if not 1 <= port <= 65535:
                 raise ConfigError("port %s is not between 1 and 65535" % port)
-        VastInstance(m, m.provider("vast", ssh_user=p["ssh_user"]), p["name"]).run()
+        prov = m.provider("vast", ssh_user=p["ssh_user"])
+        prov.keep_account_keys = p["keep_account_key"]
+        m.result["account_keys_removed"] = prov.removed_account_keys  # filled as instances are destroyed
+        VastInstance(m, prov, p["name"]).run()
 
     m.guard(run)
 

@@ -10,7 +10,14 @@ import pytest
 
 from ansible_collections.gpu.ops.plugins.module_utils import fleet
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
-from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, Instance, Offer, OfferFilters, Provider
+from ansible_collections.gpu.ops.plugins.module_utils.provider import (
+    ConfigError,
+    Instance,
+    Offer,
+    OfferFilters,
+    Provider,
+    gpu_matches,
+)
 
 
 class MemProvider(Provider):
@@ -138,3 +145,50 @@ def test_search_collects_provider_errors_but_raises_auth():
     assert len(offers) == 1 and errors["runpod"]["category"] == http.UNAVAILABLE
     with pytest.raises(http.ApiError):
         fleet.search({"runpod": Broken("runpod", [], fail={"cat": http.AUTH})}, OfferFilters())
+
+
+def test_offers_of_the_gpu_excluded_by_other_filters_are_counted_per_filter():
+    def o(oid, count=1, verified=True, price=0.3):
+        x = offer("vast", oid, price)
+        x.gpu_count, x.verified = count, verified
+        return x
+    # 4090s exist, but unverified or with another GPU count (the A6000 is not a "close match" answer)
+
+    class MemVast(MemProvider):
+        def near_offers(self, filters):  # as Vast's search without num_gpus and verified
+            return [x for x in self.offers if any(gpu_matches(g, x.gpu_type) for g in filters.gpu)]
+    prov = MemVast("vast", [o(1, count=2), o(2, count=4), o(3, verified=False), offer("vast", 9, 0.4, "RTX A6000")])
+    msg = fleet.explain_empty({"vast": prov}, OfferFilters(gpu=["RTX 4090"], gpu_count=1))
+    assert "3 vast offers of RTX 4090 exist but they were excluded by" in msg, msg
+    assert "gpu_count=1 (2 offers: they have 2, 4 GPUs)" in msg and "verified_only (1 offer: unverified machines)" in msg
+    assert "A6000" not in msg
+
+
+class MappingWaiter:
+    """Stands in for ssh.Waiter: nodes named in ``unmapped`` run without a public SSH mapping the first time."""
+
+    ssh = None
+    timeout = 30
+
+    def __init__(self, unmapped):
+        self.unmapped = set(unmapped)
+
+    def wait(self, targets):
+        for t in targets:
+            if t.instance.name in self.unmapped:
+                self.unmapped.discard(t.instance.name)
+                t.category, t.fatal = "no_public_ssh", "running without a public SSH port mapping"
+            else:
+                t.mapped_at, t.ready = 1.0, True
+            t.done = True
+
+
+def test_after_a_node_without_a_public_mapping_offers_that_mapped_come_first():
+    prov = MemProvider("runpod", [offer("runpod", "cheap", 0.2), offer("runpod", "untried", 0.25)])
+    offers, _e = fleet.search({"runpod": prov}, OfferFilters())
+    p = fleet.Provisioner({"runpod": prov}, offers, lambda n, o: {"name": n}, on_created=lambda pr, i: None,
+                          destroy=lambda pr, i: pr.terminate(i.id), waiter=MappingWaiter(["n-1"]))
+    p.run(["n-0", "n-1"])
+    assert [(a["name"], a["offer_id"], a["outcome"]) for a in p.attempts] == [
+        ("n-0", "cheap", "created"), ("n-1", "cheap", "no_public_ssh"), ("n-1", "cheap", "created")]
+    assert sorted(p.ready) == ["n-0", "n-1"] and prov.terminated == ["runpod-1"]

@@ -197,3 +197,73 @@ def test_parse_retry_after():
     assert http.parse_retry_after(None) is None
     assert http.parse_retry_after("soon") is None
     assert 0 < http.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480) == 10.0
+
+
+class SharedClock:
+    """One virtual clock for several 'processes'; sleeping advances it."""
+
+    def __init__(self):
+        self.now = 5000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_budgets_of_two_processes_share_one_runpod_quota(tmp_path):
+    # RunPod v2 allows 60 requests per minute per user: two waiting processes together stay within it
+    clock = SharedClock()
+    rate, burst = http.QUOTAS["runpod"]
+    path = str(tmp_path / "budget.json")
+    procs = [http.SharedBudget(path, rate, burst, clock=clock) for _i in range(2)]
+    sent = []
+    while clock.now < 5000.0 + 300:
+        for b in procs:  # each process sends as fast as its budget lets it
+            b.acquire(60.0, clock.sleep)
+            sent.append(clock.now)
+    worst = max(sum(1 for x in sent if t <= x < t + 60) for t in sent)
+    assert 55 <= worst <= 60, worst
+
+
+def test_a_429_empties_the_shared_budget_for_every_process(tmp_path):
+    clock = SharedClock()
+    a = http.SharedBudget(str(tmp_path / "b.json"), 1.0, 10.0, clock=clock)
+    b = http.SharedBudget(str(tmp_path / "b.json"), 1.0, 10.0, clock=clock)
+    a.penalize(5.0)
+    assert b.acquire(60.0, clock.sleep) >= 5.0
+
+
+def test_real_processes_share_the_budget_file(tmp_path):
+    import multiprocessing  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    path = str(tmp_path / "budget.json")
+    start = time.time()
+    procs = [multiprocessing.Process(target=_take_tokens, args=(path, 30)) for _i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    # 60 tokens at 20/s with a burst of 5 take at least 2.75 s together; alone each would take 1.25 s
+    assert all(p.exitcode == 0 for p in procs) and time.time() - start >= 2.7
+
+
+def _take_tokens(path, n):
+    import time  # pylint: disable=import-outside-toplevel
+    b = http.SharedBudget(path, 20.0, 5.0)
+    for _i in range(n):
+        b.acquire(30.0, time.sleep)
+
+
+def test_the_client_waits_for_the_budget_before_each_request(api, monkeypatch, tmp_path):
+    monkeypatch.setenv("GPUOPS_API_QUOTAS", "on")
+    api.add("GET", "/v2/pods", (200, {"pods": []}))
+    sleeps = Sleeps()
+    c = client(api, sleep=sleeps)
+    assert c.budget is not None and c.budget.path.startswith(str(tmp_path))
+    for _i in range(12):
+        c.get("/pods")
+    assert len(sleeps.calls) >= 2 and c.stats["budget_waits"] > 1.0  # the burst of 10 was spent
+    monkeypatch.setenv("GPUOPS_API_QUOTAS", "off")
+    assert client(api).budget is None

@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -40,6 +43,64 @@ def test_private_key_checks(tmp_path):
         unreadable = write(tmp_path / "unreadable", PRIV, 0o000)
         with pytest.raises(ConfigError, match="not readable"):
             sshu.check_private_key(unreadable)
+
+
+def keygen(path, passphrase, fmt=None):
+    kind = ["-t", "rsa", "-b", "2048", "-m", fmt] if fmt else ["-t", "ed25519"]
+    cmd = ["ssh-keygen", "-q"] + kind + ["-N", passphrase, "-C", "t", "-f", str(path)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return str(path)
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    """A real ssh-agent for this test (SSH_AUTH_SOCK points at it); ``agent.add(key, passphrase)``."""
+    if not shutil.which("ssh-agent"):
+        pytest.skip("ssh-agent is not installed")
+    sock = str(tmp_path / "agent.sock")
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _i in range(200):
+        if os.path.exists(sock):
+            break
+        threading.Event().wait(0.01)
+    monkeypatch.setenv("SSH_AUTH_SOCK", sock)
+
+    class Agent:
+        def add(self, key, passphrase):
+            askpass = tmp_path / "askpass.sh"
+            askpass.write_text("#!/bin/sh\necho '%s'\n" % passphrase)
+            os.chmod(str(askpass), 0o700)
+            env = dict(os.environ, SSH_ASKPASS=str(askpass), SSH_ASKPASS_REQUIRE="force", DISPLAY=":0")
+            subprocess.run(["ssh-add", key], check=True, capture_output=True, env=env, stdin=subprocess.DEVNULL)
+    yield Agent()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+
+
+@pytest.mark.parametrize("fmt", [None, "PEM"])
+def test_a_key_with_a_passphrase_and_no_agent_is_refused_before_renting(tmp_path, monkeypatch, fmt):
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    locked = keygen(tmp_path / "locked", "s3cret", fmt)
+    with pytest.raises(ConfigError, match="protected by a passphrase and no ssh-agent is running.*ssh-add"):
+        sshu.check_private_key(locked)
+    plain = keygen(tmp_path / "plain", "", fmt)
+    assert sshu.check_private_key(plain) == plain
+
+
+def test_a_key_with_a_passphrase_is_accepted_when_the_agent_holds_it(tmp_path, agent):
+    locked = keygen(tmp_path / "locked", "s3cret")
+    other = keygen(tmp_path / "other", "")
+    agent.add(other, "")
+    with pytest.raises(ConfigError, match="the ssh-agent at SSH_AUTH_SOCK does not hold it"):
+        sshu.check_private_key(locked)
+    agent.add(locked, "s3cret")
+    assert sshu.check_private_key(locked) == locked
+    pem = keygen(tmp_path / "pem", "s3cret", "PEM")  # PEM: the public key comes from the .pub file
+    agent.add(pem, "s3cret")
+    assert sshu.check_private_key(pem) == pem
+    os.unlink(pem + ".pub")
+    with pytest.raises(ConfigError, match="its public key is unknown"):
+        sshu.check_private_key(pem)
 
 
 def test_public_key_sources(tmp_path):
@@ -236,3 +297,51 @@ def test_a_rejected_key_fails_fast_instead_of_waiting_out_the_timeout():
         assert "Permission denied (publickey)." in sshu.describe_failure(t, 600)
     finally:
         srv.close()
+
+
+def test_a_pod_running_without_a_public_ssh_mapping_is_given_up_after_the_grace():
+    # RunPod v2 has no supportPublicIp: a pod on a host without a public IP runs but never gets ssh.direct
+    clock = FakeClock()
+    t = sshu.Target("a", FakeCloud([("pending", None, None), ("running", None, None)]).get,
+                    Instance(id="a", provider="runpod", status="pending"))
+    w = sshu.Waiter(600, poll_interval=1.5, ssh=ssh_opts([]), clock=clock, sleep=clock.sleep, quotas=False)
+    w.wait([t])
+    assert not t.ready and t.category == "no_public_ssh" and "no public IP" in t.fatal
+    assert sshu.NO_MAPPING_GRACE <= clock.now - 1000.0 < sshu.NO_MAPPING_GRACE + 5  # not the 600 s timeout
+    assert sshu.wait_report(t)["category"] == "no_public_ssh"
+
+
+def _polls_in_a_minute(provider, addr=None, quotas=True):
+    clock = FakeClock()
+    polls = []
+
+    def get(iid):
+        polls.append(clock.now)
+        host, port = addr or (None, None)
+        return Instance(id=iid, name="n", provider=provider, status="running" if addr else "pending",
+                        ssh_host=host, ssh_port=port, ssh_user="root")
+    t = sshu.Target("a", get, Instance(id="a", provider=provider, status="pending"))
+    w = sshu.Waiter(60, poll_interval=1.5, ssh=ssh_opts([]), clock=clock, sleep=clock.sleep, quotas=quotas)
+    w.wait([t])
+    return polls, t
+
+
+@pytest.mark.parametrize("provider,most", [("runpod", 32), ("vast", 7)])
+def test_api_polls_keep_within_the_vendor_budget(provider, most):
+    # RunPod: 60 requests/min per user (several waiting processes share it); Vast: one poll per ~10 s per instance
+    polls, _t = _polls_in_a_minute(provider)
+    assert 2 <= len(polls) <= most, polls
+    if provider == "vast":
+        assert min(b - a for a, b in zip(polls, polls[1:])) >= 10.0
+    fast, _t = _polls_in_a_minute(provider, quotas=False)  # GPUOPS_API_QUOTAS=off: the module's poll_interval
+    assert len(fast) > len(polls)
+
+
+def test_once_the_address_is_known_probes_run_fast_and_the_api_is_rarely_asked():
+    s = socket.socket()  # the port is mapped but sshd does not listen yet: connections are refused
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    polls, t = _polls_in_a_minute("runpod", addr=("127.0.0.1", port))
+    assert t.probes >= 60 / sshu.PROBE_INTERVAL - 5  # about every PROBE_INTERVAL
+    assert len(polls) <= 60 / sshu.Waiter.API_RECHECK + 1

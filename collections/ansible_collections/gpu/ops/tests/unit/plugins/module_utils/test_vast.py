@@ -117,14 +117,48 @@ def test_create_body_uses_the_spec_string_env_and_ssh_direct(api):
     assert body == {"image": "img", "label": "train-0;run_id=r1", "disk": 40.0, "runtype": "ssh_direct",
                     "env": "-p 22:22 -p 8888:8888 -e GPUOPS_RUN_ID=r1 -e 'HF_TOKEN=a b'",
                     "onstart": "touch ~/.no_auto_tmux\necho hi", "cancel_unavail": True}
-    assert api.calls("POST", "/api/v0/ssh/")[0]["body"] == {"ssh_key": "ssh-ed25519 AAAA k"}
+    # the per-instance key endpoint suffices: the account's keys are left alone
+    assert not api.calls("GET", "/api/v0/ssh/") and not api.calls("POST", "/api/v0/ssh/")
     assert api.calls("POST", "/api/v0/instances/7835610/ssh/")[0]["body"] == {"ssh_key": "ssh-ed25519 AAAA k"}
 
 
 def test_account_key_is_not_registered_twice(api):
     api.add("GET", "/api/v0/ssh/", (200, [{"id": 3, "key": "ssh-ed25519 AAAA other-comment"}]))
-    assert provider(api).ensure_account_key("ssh-ed25519 AAAA k") is False
+    assert provider(api).ensure_account_key("ssh-ed25519 AAAA k") == (3, False)
     assert not api.calls("POST", "/api/v0/ssh/")
+
+
+def test_the_account_key_is_used_only_when_attaching_fails_and_is_marked_with_the_run(api):
+    api.add("PUT", "/api/v0/asks/4200001/", (200, {"success": True, "new_contract": 7835610}))
+    api.add("POST", "/api/v0/instances/7835610/ssh/", (400, {"success": False, "error": "invalid_args", "msg": "nope"}))
+    api.add("GET", "/api/v0/ssh/", (200, []))
+    api.add("POST", "/api/v0/ssh/", (200, {"success": True, "key": {"id": 31}}))
+    api.add("GET", "/api/v0/instances/7835610/", (200, {"instances": row(7835610)}))
+    p = provider(api)
+    p.create({"name": "n", "offer_id": 4200001, "image": "img", "public_key": "ssh-ed25519 AAAA k",
+              "labels": {"run_id": "r1"}})
+    assert api.calls("POST", "/api/v0/ssh/")[0]["body"] == {"ssh_key": "ssh-ed25519 AAAA gpuops-run=r1"}
+    rep = p.key_reports["7835610"]
+    assert rep["method"] == "account" and rep["added"] and rep["account_key_id"] == 31 and "nope" in rep["why"]
+
+
+def test_added_account_keys_go_when_the_last_instance_of_their_run_is_gone(api):
+    keys = [{"id": 31, "key": "ssh-ed25519 AAAA gpuops-run=r1"}, {"id": 32, "key": "ssh-ed25519 BBBB gpuops-run=r2"},
+            {"id": 5, "key": "ssh-ed25519 CCCC mine"}]
+    api.add("DELETE", "/api/v0/instances/1/", (200, {"success": True}))
+    api.add("GET", "/api/v0/ssh/", (200, keys))
+    listing = {"success": True, "next_token": None, "instances": [row(2, label="b;run_id=r2")]}
+    api.add("GET", "/api/v1/instances/", (200, listing))
+    api.add("DELETE", "/api/v0/ssh/31/", (200, {"success": True}))
+    p = provider(api)
+    assert p.terminate(1) is True
+    assert [c["path"] for c in api.requests if c["method"] == "DELETE"] == ["/api/v0/instances/1/", "/api/v0/ssh/31/"]
+    assert p.removed_account_keys == ["31"]
+    kept = provider(api)
+    kept.keep_account_keys = True  # the opt-out
+    n = len(api.requests)
+    kept.terminate(1)
+    assert len(api.requests) == n + 1
 
 
 @pytest.mark.parametrize("status,body,category", [
@@ -160,5 +194,47 @@ def test_search_body_follows_the_spec_enum(api):
     assert provider(api).search_body(OfferFilters())["type"] == "ondemand"
 
 
+def test_gpu_models_and_every_filter_are_sent_to_the_server(api):
+    # the market lists thousands of offers and a search returns `limit` of them: a model filtered only
+    # locally is never seen behind hundreds of cheaper cards
+    api.add("POST", "/api/v0/bundles/", (200, {"offers": []}))
+    provider(api).find_offers(OfferFilters(gpu=["H100", "RTX 4090"], gpu_count=8, min_reliability=0.98,
+                                           max_price_per_hour=30, min_cuda_version="12.4"))
+    q = api.requests[0]["body"]
+    assert q["gpu_name"] == {"in": ["H100 NVL", "H100 PCIE", "H100 SXM", "H100", "RTX 4090"]}
+    assert q["num_gpus"] == {"eq": 8} and q["reliability"] == {"gte": 0.98} and q["dph_total"] == {"lte": 30.0}
+    assert q["cuda_max_good"] == {"gte": 12.4}
+
+
+def test_an_unknown_model_is_still_asked_for_by_its_own_name(api):
+    api.add("POST", "/api/v0/bundles/", (200, {"offers": []}))
+    provider(api).find_offers(OfferFilters(gpu=["NVIDIA RTX 9999"]))
+    assert api.requests[0]["body"]["gpu_name"] == {"in": ["RTX 9999"]}
+
+
+def test_near_offers_drop_the_count_and_verified_filters(api):
+    api.add("POST", "/api/v0/bundles/", (200, {"offers": []}))
+    provider(api).near_offers(OfferFilters(gpu=["4090"], gpu_count=1, max_price_per_hour=0.1))
+    q = api.requests[0]["body"]
+    assert "num_gpus" not in q and "verified" not in q and "dph_total" not in q and q["gpu_name"]["in"][0] == "RTX 4090"
+
+
 def test_docker_env_quotes_values():
     assert docker_env({"A": "x y", "B": "1"}, ["22"]) == "-p 22:22 -e 'A=x y' -e B=1"
+
+
+def test_a_vm_offer_gets_the_account_key_and_is_rented_again(api):
+    api.add("PUT", "/api/v0/asks/4200001/",
+            (400, {"success": False, "error": "no_ssh_key_for_vm", "msg": "error 400/3467: no ssh key for vm",
+                   "ask_id": 4200001}),
+            (200, {"success": True, "new_contract": 7835611}))
+    api.add("GET", "/api/v0/ssh/", (200, []))
+    api.add("POST", "/api/v0/ssh/", (200, {"success": True, "key": {"id": 40}}))
+    api.add("GET", "/api/v0/instances/7835611/", (200, {"instances": row(7835611)}))
+    p = provider(api)
+    inst = p.create({"name": "vm", "offer_id": 4200001, "image": "img", "public_key": "ssh-ed25519 AAAA k",
+                     "labels": {"run_id": "r9"}})
+    assert inst.id == "7835611" and len(api.calls("PUT", "/api/v0/asks/4200001/")) == 2
+    assert not api.calls("POST", "/api/v0/instances/7835611/ssh/")
+    rep = p.key_reports["7835611"]
+    assert rep["method"] == "account" and rep["account_key_id"] == 40 and "no_ssh_key_for_vm" in rep["why"]
