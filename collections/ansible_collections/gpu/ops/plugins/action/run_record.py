@@ -80,8 +80,8 @@ class ActionModule(ActionBase):
             stamped = [dict(i, destroyed_at=_run.iso_ms(now)) for i in rec.get("instances", [])
                        if str(i.get("id")) in gone and not i.get("destroyed_at")]
             rec = _run.update_record(run_dir, {}, instances=stamped)
-        return {"record": rec, "budget_seconds_left": _run.budget_seconds_left(rec.get("instances", []),
-                                                                                 spec.get("max_cost"), now)}
+        left = _run.budget_seconds_left(rec.get("instances", []), spec.get("max_cost"), now)
+        return {"record": rec, "budget_seconds_left": left}
 
     def _finish(self, args, spec, run_dir):
         now = time.time()

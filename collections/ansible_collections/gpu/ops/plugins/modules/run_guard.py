@@ -12,10 +12,10 @@ short_description: Start the run's guardian, which tears the run down if ansible
 version_added: 0.2.0
 description:
   - Starts one detached process on the controller that watches the C(ansible-playbook) process running this task.
-  - When that process ends and the run record (C(run.json)) does not say the run finished and was torn down (or
+  - "When that process ends and the run record (C(run.json)) does not say the run finished and was torn down (or
     was kept, or detached, on purpose), the guardian stops what the dead process left running, then runs
-    C(ansible-playbook gpu.ops.teardown) for the run: the job is stopped, the results are collected, every instance
-    of the run is destroyed and the record says C(cancelled) and why.
+    C(ansible-playbook gpu.ops.teardown) for the run - the job is stopped, the results are collected, every instance
+    of the run is destroyed and the record says C(cancelled) and why."
   - This covers SIGKILL, a crash of the controller process, Ctrl-C and SIGTERM (Ansible itself runs nothing after
     those). The guardian runs in its own session (the terminal's Ctrl-C does not reach it) and exits when the
     teardown ends. Its log is C(<run_dir>/guardian.log).

@@ -77,7 +77,7 @@ options:
     type: str
     default: pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime
   images:
-    description: Per-provider image overriding O(image), for example C({runpod: runpod/pytorch:2.4.0, vast: vastai/pytorch}).
+    description: "Per-provider image overriding O(image), for example C({runpod: runpod/pytorch:2.4.0, vast: vastai/pytorch})."
     type: dict
     default: {}
   disk_gb:

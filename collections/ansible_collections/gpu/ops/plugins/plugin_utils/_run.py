@@ -513,8 +513,8 @@ def summary_lines(rec, cost, trend=None, plot=None):
     if cost and cost.get("instances"):
         billed = (" (billed $%.4f)" % total["billed_usd"]) if "billed_usd" in total else " (provider bill pending)"
         budget = rec.get("max_cost")
-        lines.append("  cost: $%.4f estimated%s%s" % (total.get("estimated_usd", 0), billed,
-                                                       (" of $%.2f budget" % budget) if budget else ""))
+        of_budget = (" of $%.2f budget" % budget) if budget else ""
+        lines.append("  cost: $%.4f estimated%s%s" % (total.get("estimated_usd", 0), billed, of_budget))
     watched = rec.get("watchdog") or {}
     if watched:
         bare = sorted(h for h, cred in watched.items() if not cred)
