@@ -15,7 +15,9 @@ ssh/scp/rsync with ControlMaster, one node after the other), then by `ansible-pl
 Goals (issue 9): overhead <= 2x the baseline's at 1 node and <= 1x at 8 nodes; billed beyond <= 20 s per node;
 exit->term <= 5 s. The per-step table shows the pipeline's run.json `steps` (slowest node per step) next to the
 baseline's own step times (summed over nodes: they run one after the other). "other" is wall - sum of steps
-(ansible start-up, spec check, teardown, record). The machine is shared: the load average is printed and saved.
+(ansible start-up, spec check, teardown, record). A profile of the pipeline's playbook (JSON stdout callback:
+tasks run, their seconds, the 10 slowest, what lies outside any task) follows. The machine is shared: the load
+average is printed and saved; compare figures within one run of this script.
 
     python benchmarks/bench_pipeline.py [RUNS]      # table + benchmarks/results/pipeline.json (medians of RUNS)
 """
@@ -105,8 +107,11 @@ def pipeline_run(h, repo: Path, work: Path, nodes: int) -> dict:
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "gpu.ops.pipeline", "-e", f"@{run_file}",
            "-i", str(inventory)]
+    env = ansible_env(h.env)  # the JSON stdout callback: per-task durations for the profile below
+    env["ANSIBLE_STDOUT_CALLBACK"] = "gpuops_json"
+    env["ANSIBLE_CALLBACK_PLUGINS"] = str(REPO / "src" / "gpuops" / "ansible_plugins" / "callback")
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=ansible_env(h.env), cwd=str(REPO))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=str(REPO))
     wall = time.monotonic() - t0
     run_dir = work / "runs" / run_id
     record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
@@ -115,7 +120,27 @@ def pipeline_run(h, repo: Path, work: Path, nodes: int) -> dict:
                          f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     names = [i["name"] for i in record["instances"]]
     steps = {k: float(v) for k, v in record["steps"].items()}
-    return figures(wall, steps, run_dir, names, h.client.ledger(), run_id)
+    out = figures(wall, steps, run_dir, names, h.client.ledger(), run_id)
+    out["profile"] = profile(json.loads(proc.stdout), wall)
+    return out
+
+
+def profile(doc: dict, wall: float) -> dict:
+    """Where the playbook's time went: tasks run, their summed durations (tasks run one after the other: the
+    linear strategy), what lies outside any task (start-up, parsing, between tasks), seconds per play (rounds
+    with the same name added up) and the slowest tasks."""
+    tasks, plays = [], {}
+    for play in doc["plays"]:
+        for t in play["tasks"]:
+            d = t["task"]["duration_s"]
+            tasks.append((d, t["task"]["name"], len(t["hosts"])))
+            plays[play["play"]["name"]] = round(plays.get(play["play"]["name"], 0.0) + d, 3)
+    total = sum(d for d, _n, _h in tasks)
+    slowest = sorted(tasks, reverse=True)[:10]
+    return {"tasks": len(tasks), "task_seconds": round(total, 3), "outside_tasks_s": round(wall - total, 3),
+            "slowest_10_s": round(sum(d for d, _n, _h in slowest), 3),
+            "other_tasks_s": round(total - sum(d for d, _n, _h in slowest), 3), "plays": plays,
+            "slowest": [{"s": d, "task": n, "hosts": h} for d, n, h in slowest]}
 
 
 def baseline_run(h, repo: Path, work: Path, nodes: int) -> dict:
@@ -169,6 +194,20 @@ def report(results: dict) -> dict:
     return verdict
 
 
+def print_profile(samples: dict) -> None:
+    """The pipeline's own time, from the sample with the median wall time per node count."""
+    rows, slow = [], []
+    for n in NODE_COUNTS:
+        runs = sorted(samples[n]["pipeline"], key=lambda r: r["wall_s"])
+        p = runs[len(runs) // 2]["profile"]
+        rows.append([n, p["tasks"], p["task_seconds"], p["slowest_10_s"], p["other_tasks_s"], p["outside_tasks_s"]])
+        slow += [[n, t["s"], t["hosts"], t["task"][:90]] for t in p["slowest"]]
+    print("\npipeline profile (median-wall sample): tasks run one after the other, so their seconds add up")
+    print(table(["nodes", "tasks", "task_s", "slowest_10_s", "other_tasks_s", "outside_tasks_s"], rows))
+    print()
+    print(table(["nodes", "seconds", "hosts", "slowest tasks"], slow))
+
+
 def ok(flag: bool) -> str:
     return "yes" if flag else "NO"
 
@@ -186,6 +225,7 @@ def main() -> int:
     load_after = os.getloadavg()
     results = {n: {who: median_of(s) for who, s in by.items()} for n, by in samples.items()}
     verdict = report(results)
+    print_profile(samples)
     print(f"\nload average (1/5/15 min) before {load_before}, after {load_after} on {os.cpu_count()} CPUs; "
           f"medians of {RUNS} run(s)")
     write_result("pipeline", {"runs": RUNS, "boot_seconds": BOOT_SECONDS, "command": COMMAND, "bootstrap": BOOTSTRAP,
