@@ -217,13 +217,12 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import simulator  # noqa: PLC0415 (only when run alone)
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pipeline"))
-    from pipetools import make_example_repo  # noqa: PLC0415
+    from gpuops.demo import example_repo  # noqa: PLC0415
 
     nodes = int(argv[0]) if argv else 1
     work = Path(tempfile.mkdtemp(prefix="bare-main-"))
     with simulator(boot_seconds=2.0) as h:
-        res = run_baseline(h.env, h.key, make_example_repo(work / "repo"), nodes, "python3 train.py --steps 300",
+        res = run_baseline(h.env, h.key, example_repo(work), nodes, "python3 train.py --steps 300",
                            "true", work / "runs" / "bare", "bare")
     print(json.dumps(res, indent=2))
     return 0
