@@ -3,6 +3,10 @@
 Each bench script is standalone (`python benchmarks/bench_x.py`), prints a human table and writes
 benchmarks/results/<name>.json via benchmarks/_common.py. Figures are compared as ratios measured in
 the same run; absolute times on shared machines are noisy.
+
+bench_pipeline.py (the whole gpu.ops.pipeline vs baseline_bare_ssh.py, the seeds' ssh/scp way, on 1 and 8 nodes)
+is the slowest (a few minutes): `python benchmarks/run_all.py pipeline` runs only it. baseline_bare_ssh.py is a
+helper of it (no bench_ prefix), not a benchmark of its own.
 """
 
 from __future__ import annotations
