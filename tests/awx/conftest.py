@@ -30,7 +30,9 @@ from gpuops.testing import REPO
 AWX_COLLECTIONS = CACHE / "collections"
 BUILDER_VENV = CACHE / "builder-venv"
 # the versions these tests were written against; newer ones are fine, the checks read what is installed
-ANSIBLE_BUNDLE = "ansible>=11"
+# 13 and later no longer bundle awx.awx (checked: 14.5.0 has no ansible_collections/awx); 12.3.0 holds awx.awx 24.6.1
+ANSIBLE_BUNDLE = "ansible>=11,<13"
+BUNDLE_WHEELS = "ansible-1[12].*.whl"  # a cached newer wheel (no awx.awx) is not used
 BUILDER = "ansible-builder>=3.1,<4"
 
 
@@ -65,10 +67,10 @@ def awx_collections() -> Path:
     with _cache_lock("awx"):
         if not (target / "MANIFEST.json").is_file():
             downloads = CACHE / "downloads"
-            wheels = sorted(downloads.glob("ansible-*.whl")) if downloads.is_dir() else []
+            wheels = sorted(downloads.glob(BUNDLE_WHEELS)) if downloads.is_dir() else []
             if not wheels:
                 proc = _pip(["download", ANSIBLE_BUNDLE, "--no-deps", "--only-binary=:all:", "-d", str(downloads)])
-                wheels = sorted(downloads.glob("ansible-*.whl"))
+                wheels = sorted(downloads.glob(BUNDLE_WHEELS))
                 if proc.returncode != 0 or not wheels:
                     _skip_unreachable("awx.awx (pip download ansible)", proc)
             prefix = "ansible_collections/awx/awx/"
