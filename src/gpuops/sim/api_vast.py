@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -218,7 +220,74 @@ def charge_entry(engine: Engine, inst: Instance, gte: float, lte: float) -> dict
     return entry
 
 
-def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure per route (split pending, see issue 10 note)
+async def _body_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "error 400/3467: Invalid args: body is not valid JSON", code="invalid_args") from None
+
+
+def _ssh_key_body(data: Any) -> VastSshKey:
+    try:
+        return VastSshKey.model_validate(data)
+    except ValidationError:
+        raise ApiError(400, "No ssh key provided", code="no_ssh_key") from None
+
+
+def _lookup(engine: Engine, iid: str) -> Instance:
+    if not str(iid).isdigit():
+        raise ApiError(400, "invalid instance_id", code="invalid_args")
+    inst = engine.get(str(iid), "vast")
+    if inst is None:
+        raise ApiError(404, "Instance not found", code="not_found")
+    return inst
+
+
+def _search(engine: Engine, q: dict) -> list[dict]:
+    if not isinstance(q, dict):
+        raise ApiError(400, "Error in query parameters: query must be a JSON object", code="invalid_args")
+    otype = q.get("type", "on-demand")
+    if otype not in ("on-demand", "ondemand", "bid", "interruptible", "reserved"):
+        raise ApiError(400, f"Error in query parameters: invalid type {otype!r}", code="invalid_args")
+    bid = otype in ("bid", "interruptible")
+    offers = [offer_json(engine, aid, m, bid) for aid, m in engine.vast_asks.items()]
+    known = set(offers[0]) if offers else set()
+    filters = {k: v for k, v in q.items() if k not in SEARCH_META}
+    for field, cond in filters.items():
+        if known and field not in known:
+            raise ApiError(400, f"Error in query parameters: {field} is not a valid search key",
+                           code="invalid_args")
+        if not isinstance(cond, dict) or not cond or set(cond) - OPS:
+            raise ApiError(400, f"Error in query parameters: {field} needs an operator object "
+                                f"({', '.join(sorted(OPS))})", code="invalid_args")
+        offers = [o for o in offers if all(_match(o.get(field), op, t, field) for op, t in cond.items())]
+    order = q.get("order") or [["score", "desc"]]
+    for key, *rest in reversed(order):
+        desc = bool(rest) and str(rest[0]).lower() == "desc"
+        offers.sort(key=lambda o: (o.get(key) is None, o.get(key) or 0), reverse=desc)
+    limit = q.get("limit")
+    if limit is not None:
+        offers = offers[: int(limit)]
+    return offers
+
+
+@dataclass(frozen=True)
+class _VastRoutes:
+    """What every Vast route group shares: the engine, the auth check, the route decorator and the body helpers."""
+    engine: Engine
+    auth: Callable[[Request], Any]
+    route: Callable[[str, list[str]], Callable]
+    body_json: Callable[[Request], Awaitable[Any]]
+    ssh_key_body: Callable[[Any], VastSshKey]
+    lookup: Callable[[str], Instance]
+    search: Callable[[dict], list[dict]]
+
+
+def build_router(engine: Engine, auth) -> APIRouter:
+    """The Vast v0/v1 instance, offer, key and charge routes, registered group by group in matching order."""
     r = APIRouter()
 
     def route(path: str, methods: list[str]):
@@ -229,55 +298,21 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
             return fn
         return deco
 
-    async def body_json(request: Request) -> Any:
-        raw = await request.body()
-        if not raw:
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "error 400/3467: Invalid args: body is not valid JSON", code="invalid_args") from None
+    ctx = _VastRoutes(engine=engine, auth=auth, route=route, body_json=_body_json, ssh_key_body=_ssh_key_body,
+                      lookup=lambda iid: _lookup(engine, iid), search=lambda q: _search(engine, q))
+    # FastAPI answers with the first route that matches: the groups keep the order the routes always had
+    _add_offer_routes(ctx)
+    _add_create_routes(ctx)
+    _add_listing_routes(ctx)
+    _add_manage_routes(ctx)
+    _add_ssh_routes(ctx)
+    _add_billing_routes(ctx)
+    return r
 
-    def ssh_key_body(data: Any) -> VastSshKey:
-        try:
-            return VastSshKey.model_validate(data)
-        except ValidationError:
-            raise ApiError(400, "No ssh key provided", code="no_ssh_key") from None
 
-    def lookup(iid: str) -> Instance:
-        if not str(iid).isdigit():
-            raise ApiError(400, "invalid instance_id", code="invalid_args")
-        inst = engine.get(str(iid), "vast")
-        if inst is None:
-            raise ApiError(404, "Instance not found", code="not_found")
-        return inst
-
-    def search(q: dict) -> list[dict]:
-        if not isinstance(q, dict):
-            raise ApiError(400, "Error in query parameters: query must be a JSON object", code="invalid_args")
-        otype = q.get("type", "on-demand")
-        if otype not in ("on-demand", "ondemand", "bid", "interruptible", "reserved"):
-            raise ApiError(400, f"Error in query parameters: invalid type {otype!r}", code="invalid_args")
-        bid = otype in ("bid", "interruptible")
-        offers = [offer_json(engine, aid, m, bid) for aid, m in engine.vast_asks.items()]
-        known = set(offers[0]) if offers else set()
-        filters = {k: v for k, v in q.items() if k not in SEARCH_META}
-        for field, cond in filters.items():
-            if known and field not in known:
-                raise ApiError(400, f"Error in query parameters: {field} is not a valid search key",
-                               code="invalid_args")
-            if not isinstance(cond, dict) or not cond or set(cond) - OPS:
-                raise ApiError(400, f"Error in query parameters: {field} needs an operator object "
-                                    f"({', '.join(sorted(OPS))})", code="invalid_args")
-            offers = [o for o in offers if all(_match(o.get(field), op, t, field) for op, t in cond.items())]
-        order = q.get("order") or [["score", "desc"]]
-        for key, *rest in reversed(order):
-            desc = bool(rest) and str(rest[0]).lower() == "desc"
-            offers.sort(key=lambda o: (o.get(key) is None, o.get(key) or 0), reverse=desc)
-        limit = q.get("limit")
-        if limit is not None:
-            offers = offers[: int(limit)]
-        return offers
+def _add_offer_routes(ctx: _VastRoutes) -> None:
+    """Offer search: /api/v0/bundles by POST body or GET ?q=."""
+    auth, route, body_json, search = ctx.auth, ctx.route, ctx.body_json, ctx.search
 
     @route("/api/v0/bundles", ["POST"])
     async def bundles_post(request: Request):
@@ -293,6 +328,11 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         except ValueError:
             raise ApiError(400, "Error in query parameters: q is not valid JSON", code="invalid_args") from None
         return JSONResponse({"offers": search(q)})
+
+
+def _add_create_routes(ctx: _VastRoutes) -> None:
+    """Renting an offer: PUT /api/v0/asks/{ask_id}."""
+    engine, auth, route, body_json = ctx.engine, ctx.auth, ctx.route, ctx.body_json
 
     @route("/api/v0/asks/{ask_id}", ["PUT"])
     async def create_instance(ask_id: str, request: Request):
@@ -362,6 +402,11 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         return JSONResponse({"success": True, "new_contract": int(inst.id),
                              "instance_api_key": inst.api_key})
 
+
+def _add_listing_routes(ctx: _VastRoutes) -> None:
+    """Instance listings: the paginated /api/v1/instances and the retired /api/v0/instances."""
+    engine, auth, route = ctx.engine, ctx.auth, ctx.route
+
     @route("/api/v1/instances", ["GET"])
     async def list_v1(request: Request):
         auth(request)
@@ -428,6 +473,11 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         rows = [instance_json(engine, i) for i in engine.list("vast")]
         return JSONResponse({"instances_found": len(rows), "instances": rows})
 
+
+def _add_manage_routes(ctx: _VastRoutes) -> None:
+    """One instance: show, stop/start/label, destroy and change its bid."""
+    engine, auth, route, body_json, lookup = ctx.engine, ctx.auth, ctx.route, ctx.body_json, ctx.lookup
+
     @route("/api/v0/instances/{iid}", ["GET"])
     async def show(iid: str, request: Request):
         auth(request)
@@ -489,6 +539,12 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         inst.price_per_hour = req.price
         return JSONResponse({"success": True})
 
+
+def _add_ssh_routes(ctx: _VastRoutes) -> None:
+    """SSH keys: attached to one instance, and the account's own keys."""
+    engine, auth, route, body_json = ctx.engine, ctx.auth, ctx.route, ctx.body_json
+    ssh_key_body, lookup = ctx.ssh_key_body, ctx.lookup
+
     @route("/api/v0/instances/{iid}/ssh", ["POST"])
     async def attach_ssh(iid: str, request: Request):
         auth(request)
@@ -549,6 +605,11 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
             raise ApiError(400, "No ssh key provided", code="no_ssh_key")
         return JSONResponse({"success": True})
 
+
+def _add_billing_routes(ctx: _VastRoutes) -> None:
+    """Billing: /api/v0/charges."""
+    engine, auth, route = ctx.engine, ctx.auth, ctx.route
+
     @route("/api/v0/charges", ["GET"])
     async def charges(request: Request):
         auth(request)
@@ -578,9 +639,6 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
             nxt = base64.urlsafe_b64encode(json.dumps({"values": {"pos": start + limit}}).encode()).decode()
         return JSONResponse({"success": True, "count": len(page), "total": len(rows), "next_token": nxt,
                              "results": page})
-
-    return r
-
 
 
 def build_account_router(engine: Engine, auth) -> APIRouter:
