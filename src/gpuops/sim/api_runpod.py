@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -197,23 +199,52 @@ def pod_billing(engine: Engine, q) -> dict:
         "totals": {"totalAmount": total, "gpuAmount": total, "cpuAmount": 0.0, "diskAmount": 0.0}}}
 
 
-def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure per route; split with the registry
+async def _body_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        raise ApiError(422, "Request validation failed.", errors=["$: request body is required"])
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "request body is not valid JSON") from None
+
+
+def _lookup(engine: Engine, pod_id: str) -> Instance:
+    inst = engine.get(pod_id, "runpod")
+    if inst is None:
+        raise ApiError(404, "pod not found")
+    return inst
+
+
+@dataclass(frozen=True)
+class _RunpodRoutes:
+    """What every RunPod route group shares: the router, the engine, the auth check and the body helpers."""
+    r: APIRouter
+    engine: Engine
+    auth: Callable[[Request], Any]
+    body_json: Callable[[Request], Awaitable[Any]]
+    lookup: Callable[[str], Instance]
+
+
+def build_router(engine: Engine, auth) -> APIRouter:
+    """The RunPod REST v2 routes, registered group by group in matching order."""
     r = APIRouter()
+    ctx = _RunpodRoutes(r=r, engine=engine, auth=auth, body_json=_body_json,
+                        lookup=lambda pod_id: _lookup(engine, pod_id))
+    # FastAPI answers with the first route that matches: the groups keep the order the routes always had
+    _add_pods_routes(ctx)
+    _add_pod_routes(ctx)
+    _add_pod_action_routes(ctx)
+    _add_catalog_routes(ctx)
+    _add_ssh_key_routes(ctx)
+    _add_billing_routes(ctx)
+    _add_retired_routes(ctx)
+    return r
 
-    async def body_json(request: Request) -> Any:
-        raw = await request.body()
-        if not raw:
-            raise ApiError(422, "Request validation failed.", errors=["$: request body is required"])
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "request body is not valid JSON") from None
 
-    def lookup(pod_id: str) -> Instance:
-        inst = engine.get(pod_id, "runpod")
-        if inst is None:
-            raise ApiError(404, "pod not found")
-        return inst
+def _add_pods_routes(ctx: _RunpodRoutes) -> None:
+    """The pod collection: list and create."""
+    r, engine, auth, body_json = ctx.r, ctx.engine, ctx.auth, ctx.body_json
 
     @r.get("/v2/pods")
     async def list_pods(request: Request):
@@ -278,6 +309,11 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         engine.add_instance(inst, offer=gpu.id)
         return JSONResponse(pod_json(engine, inst), status_code=201)
 
+
+def _add_pod_routes(ctx: _RunpodRoutes) -> None:
+    """One pod: read, update and delete."""
+    r, engine, auth, body_json, lookup = ctx.r, ctx.engine, ctx.auth, ctx.body_json, ctx.lookup
+
     @r.get("/v2/pods/{pod_id}")
     async def get_pod(pod_id: str, request: Request):
         auth(request)
@@ -315,6 +351,11 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         await engine.terminate(lookup(pod_id))
         return Response(status_code=204)
 
+
+def _add_pod_action_routes(ctx: _RunpodRoutes) -> None:
+    """A pod's lifecycle actions: start, stop, restart, terminate."""
+    r, engine, auth, body_json, lookup = ctx.r, ctx.engine, ctx.auth, ctx.body_json, ctx.lookup
+
     @r.post("/v2/pods/{pod_id}/action")
     async def pod_action(pod_id: str, request: Request):
         auth(request)
@@ -339,6 +380,11 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         elif req.action == "restart":
             await engine.restart(inst)
         return JSONResponse(pod_json(engine, inst))
+
+
+def _add_catalog_routes(ctx: _RunpodRoutes) -> None:
+    """The GPU catalog, with availability when asked for."""
+    r, engine, auth = ctx.r, ctx.engine, ctx.auth
 
     @r.get("/v2/catalog/gpus")
     async def catalog_gpus(request: Request):
@@ -375,6 +421,11 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
             gpus.append(g)
         return JSONResponse({"gpus": gpus})
 
+
+def _add_ssh_key_routes(ctx: _RunpodRoutes) -> None:
+    """The account's SSH keys."""
+    r, engine, auth, body_json = ctx.r, ctx.engine, ctx.auth, ctx.body_json
+
     @r.get("/v2/account/ssh-keys")
     async def get_keys(request: Request):
         auth(request)
@@ -391,13 +442,21 @@ def build_router(engine: Engine, auth) -> APIRouter:  # noqa: C901 - one closure
         engine.runpod_account_keys = list(req.keys)
         return JSONResponse({"keys": list(engine.runpod_account_keys)})
 
+
+def _add_billing_routes(ctx: _RunpodRoutes) -> None:
+    """Per-pod billing records."""
+    r, engine, auth = ctx.r, ctx.engine, ctx.auth
+
     @r.get("/v2/billing/pods")
     async def billing_pods(request: Request):
         auth(request)
         return JSONResponse(pod_billing(engine, request.query_params))
 
+
+def _add_retired_routes(ctx: _RunpodRoutes) -> None:
+    """REST v1, retired: every path answers 410."""
+    r = ctx.r
+
     @r.api_route("/v1/{rest:path}", methods=["GET", "POST", "PATCH", "DELETE", "PUT"])
     async def v1_gone(rest: str, request: Request):
         raise ApiError(410, "REST API v1 was retired on 2026-11-15; use https://api.runpod.io/v2")
-
-    return r
