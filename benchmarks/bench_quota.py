@@ -100,7 +100,7 @@ def waiting(sim, provider: str, count: int, processes: int) -> list:
                 polls.setdefault(r["path"], []).append(r["t"])
         lists = polls.pop("*", [])
         gaps = [b - a for ts_ in ([sorted(v + lists) for v in polls.values()] or [sorted(lists)])
-                for a, b in zip(ts_, ts_[1:]) if begin <= a and b <= end]
+                for a, b in zip(ts_, ts_[1:], strict=False) if begin <= a and b <= end]
         gap = round(min(gaps), 2) if gaps else None
     ok = window <= 60 and (gap is None or gap >= 9.5)
     return [provider, count, processes, len(reqs), round(span, 1), round(per_min, 1), window,
@@ -146,10 +146,10 @@ def main() -> None:
     write_result("quota", {
         "wait_seconds": WAIT, "rounds": ROUNDS,
         "request_rates": [dict(zip(["provider", "instances", "processes", "requests", "wait_s", "per_minute_waiting",
-                                    "max_in_60s", "min_seconds_between_polls_of_one_instance", "quota", "within"], r))
+                                    "max_in_60s", "min_seconds_between_polls_of_one_instance", "quota", "within"], r, strict=True))
                           for r in rate_rows],
         "ssh_ready_after_port_open": [dict(zip(["provider", "sshd_start_seconds", "median_s", "max_s",
-                                                "mapping_seen_after_s"], r)) for r in lat_rows],
+                                                "mapping_seen_after_s"], r, strict=True)) for r in lat_rows],
         "goal_latency_s": 2.0, "worst_latency_s": round(worst, 3), "goal_met": worst <= 2.0,
         "all_within_quota": all(r[-1] == "yes" for r in rate_rows),
         "before_fix": "polls settled at ~1.45 s: ~41 requests/min per instance; two waiting tasks passed 60/min",

@@ -223,7 +223,8 @@ def format_runs(runs: list[dict], runs_dir: Path) -> str:
                      f"{len(live_instances(r))}/{len(insts)}", ",".join(gpus)[:18],
                      str(r.get("started_at") or "-")[:19], format_duration(elapsed_seconds(r)),
                      f"{r['cost']['estimated_usd']:.4f}"))
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, STATUS_WIDTHS)).rstrip() for row in rows)
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, STATUS_WIDTHS, strict=True)).rstrip()
+                     for row in rows)
 
 
 def format_run(r: dict) -> str:
@@ -362,7 +363,7 @@ def format_offers(found: dict) -> str:
                      "yes" if o.get("interruptible") else "no", f"{rel:.3f}" if rel is not None else "-",
                      str(o.get("region") or "-")[:28], str(o["offer_id"])))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append(f"{len(offers)} of {found['total']} matching offer(s)")
     for name, err in (found.get("provider_errors") or {}).items():
         lines.append(f"warning: {name}: {err.get('message')}")
