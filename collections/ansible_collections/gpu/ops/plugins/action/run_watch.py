@@ -17,7 +17,7 @@ import time
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.utils.display import Display
 
-from ansible_collections.gpu.ops.plugins.action.job_wait import PeerBoard
+from ansible_collections.gpu.ops.plugins.action.job_wait import ActionModule as JobWait, PeerBoard
 from ansible_collections.gpu.ops.plugins.plugin_utils import _managed
 from ansible_collections.gpu.ops.plugins.plugin_utils._job_action import JobActionBase, format_duration
 
@@ -32,6 +32,7 @@ ARGUMENT_SPEC = {
     "stop_on_peer_failure": {"type": "bool", "default": False},
 }
 POLL = 3  # seconds a node-side wait lasts: the SSH connection is checked at least this often
+LOG_LINES = 20
 
 
 class ActionModule(JobActionBase):
@@ -49,7 +50,7 @@ class ActionModule(JobActionBase):
             chunk = max(1, int(min(POLL, end - time.monotonic())))
             try:
                 res = self._run_node_module("job_wait", {"job_id": args["job_id"], "state": "finished",
-                                                         "timeout": chunk}, task_vars)
+                                                         "timeout": chunk, "log_lines": LOG_LINES}, task_vars)
             except (AnsibleConnectionFailure, AnsibleError) as exc:
                 res = {"unreachable": True, "msg": str(exc)}
             if res.get("unreachable"):
@@ -105,9 +106,12 @@ class ActionModule(JobActionBase):
 
     def _ended(self, args, task_vars, job, start, peers):
         """The job ended. A job that did not succeed may have died with its node: the provider says which."""
-        out = {"changed": False, "done": True, "job": job, "preempted": False,
-               "elapsed": round(time.monotonic() - start, 2),
-               "msg": "job %s %s (exit code %s)" % (args["job_id"], job.get("status"), job.get("exit_code"))}
+        elapsed = time.monotonic() - start
+        # the same words job_wait uses (status, exit code, the log's last lines)
+        _failed, msg = JobWait._verdict("finished", {"job_id": args["job_id"], "fail_on_failure": True}, job,
+                                        {"done": True}, elapsed)
+        out = {"changed": False, "done": True, "job": job, "preempted": False, "elapsed": round(elapsed, 2),
+               "msg": msg}
         if job.get("status") != "succeeded":
             detected = time.time()
             gone, state, detail = self._classify(args, patient=False)
