@@ -20,7 +20,6 @@ job wrote (each step-N directory once): only new files travel, so the ratio stay
 from __future__ import annotations
 
 import calendar
-import json
 import os
 import sys
 import tempfile

@@ -16,7 +16,7 @@ description:
   - A checkpoint counts only when its directory holds the marker C(COMPLETE) (the job writes it last) and every one
     of its files is sha256-verified by the sync (C(collect.json)) and unchanged since. A directory caught while the
     job was writing it is never chosen.
-  - Step 0 means no checkpoint is usable (for example the node was preempted before the first checkpoint): the job
+  - Step 0 means no checkpoint is usable (for example the node was preempted before the first checkpoint); the job
     restarts from scratch.
 author:
   - gpu.ops maintainers (@gpu-ops)
