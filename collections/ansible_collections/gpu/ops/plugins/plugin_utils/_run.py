@@ -471,6 +471,11 @@ def plot_loss(run_dir, metrics):
     for host, points in sorted(series.items()):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], label=host)
+    # managed runs: where the job restarted (from that checkpoint step) after a preemption or a failure
+    for r in (read_json(os.path.join(run_dir, "run.json"), {}) or {}).get("recoveries") or []:
+        ax.axvline(int(r.get("checkpoint_step") or 0), color="grey", linestyle="--", linewidth=0.8)
+        ax.annotate("restart %s" % r.get("n"), (int(r.get("checkpoint_step") or 0), 0.95),
+                    xycoords=("data", "axes fraction"), fontsize=7, color="grey")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(os.path.basename(run_dir))
