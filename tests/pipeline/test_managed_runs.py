@@ -13,12 +13,21 @@ from pathlib import Path
 
 import pytest
 
+from gpuops.testing import leak_checked_simulator
 from pipetools import job_running, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
 from ansible_collections.gpu.ops.plugins.plugin_utils import _managed  # noqa: E402
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """A simulator of this module's own: the tests move its virtual clock hours ahead (the preemption), which
+    would shift the creation times and bills of every later test on the session simulator."""
+    with leak_checked_simulator(tmp_path_factory.mktemp("sim-managed")) as h:
+        yield h
 
 FAR = 36000  # seconds of virtual time the preemption waits for; the test moves the clock to it
 JOB = "python3 train.py --steps {steps} --step-seconds {sec} --checkpoint-every {every}"
