@@ -60,16 +60,17 @@ def preempted_run(pipe: Pipeline) -> dict:
     r = rec["recoveries"][0]
     detect = float(r["detected_ts"]) - t_preempt + float(r.get("detect_s") or 0)
     return {"status": rec["status"], "detect_s": round(detect, 2), "provision_s": float(r["provision_s"]),
-            "prepare_s": float(r["prepare_s"]), "push_s": float(r["push_s"]), "restart_s": float(r["restart_s"]),
+            "prepare_s": float(r["prepare_s"]), "prepare_wall_s": float(r["prepare_wall_s"]), "push_s": float(r["push_s"]), "restart_s": float(r["restart_s"]),
             "total_s": round(_epoch(r["resumed_at"]) - t_preempt, 1), "checkpoint_step": r["checkpoint_step"],
             "sync": sync_ratio(run, rec)}
 
 
 def sync_ratio(run, rec) -> dict:
     """Checkpoint bytes fetched by every sync against the size of every checkpoint file written (once each)."""
-    fetched = sum(s.get("checkpoints", 0) for slices in (rec.get("checkpoint_sync") or {}).values() for s in slices)
+    slices = [s for rnd in rec.get("checkpoint_sync") or [] for per_host in rnd["hosts"].values() for s in per_host]
+    fetched = sum(int(s.get("checkpoints", 0)) for s in slices)
     written = sum(f.stat().st_size for f in (run.run_dir / "checkpoints").rglob("steps/step-*/*") if f.is_file())
-    intervals = sum(len(slices) for slices in (rec.get("checkpoint_sync") or {}).values())
+    intervals = len(slices)
     return {"fetched_bytes": fetched, "checkpoint_bytes": written, "intervals": intervals,
             "bytes_per_interval": round(fetched / max(1, intervals)), "ratio": round(fetched / max(1, written), 3)}
 
@@ -89,7 +90,8 @@ def main() -> int:
         rec = preempted_run(pipe)
         first = first_start(pipe)
     rows = [["detect", rec["detect_s"], "-"], ["provision (incl. boot)", rec["provision_s"], first["provision_s"]],
-            ["deploy+bootstrap+health", rec["prepare_s"], first["prepare_s"]], ["checkpoint push", rec["push_s"], "-"],
+            ["deploy+bootstrap+health", rec["prepare_s"], first["prepare_s"]],
+            ["  with play overhead", rec["prepare_wall_s"], "-"], ["checkpoint push", rec["push_s"], "-"],
             ["restart", rec["restart_s"], "-"], ["preemption -> running again", rec["total_s"], "-"]]
     print(table(["recovery step (s)", "recovery", "first start"], rows))
     s = rec["sync"]
