@@ -197,6 +197,45 @@ options:
     description: Return once the job runs (the nodes keep running; follow with the attach command, end with gpu.ops.teardown).
     type: bool
     default: false
+  on_preemption:
+    description:
+      - What a preempted (or lost) node does to the run. V(resume) destroys it, rents a replacement under the same
+        name through the usual failover, prepares it (deploy, bootstrap, health gate), puts every node on the newest
+        complete checkpoint synced home and restarts the job with the same command on every rank; only the lost
+        nodes are replaced. V(fail) ends the run with status C(preempted) (results synced so far are kept).
+      - Default V(resume) for O(interruptible) runs, V(fail) otherwise.
+      - "Checkpoints: the job gets C(GPUOPS_CHECKPOINT_DIR) (C(~/.bifrost/checkpoints/<run_id>) on the node, outside
+        the job directory) and writes C(step-<N>/) directories there with the marker file C(COMPLETE) written last;
+        a directory without it is never used. The job resumes from the newest complete one at start (as
+        C(examples/train/train.py) does). A node preempted before the first checkpoint restarts from scratch."
+    type: str
+    choices: [resume, fail]
+  max_recoveries:
+    description:
+      - Preemption recoveries allowed; the next preemption ends the run with status C(preempted).
+      - Restarts of both kinds (recoveries and O(max_restarts_on_errors)) are at most 3 in all.
+    type: int
+    default: 2
+  max_restarts_on_errors:
+    description:
+      - Restarts of a job that failed by itself (its node still runs), from its last complete checkpoint; after
+        the last one the run ends with the job's own status. A value above 0 makes the run managed (checkpoint
+        sync and watching) even on on-demand nodes.
+    type: int
+    default: 0
+  checkpoint_sync_interval:
+    description:
+      - Seconds between checkpoint syncs of a managed run (O(interruptible) or O(max_restarts_on_errors) > 0). Each
+        sync brings new or changed files of C(GPUOPS_CHECKPOINT_DIR) home to C(<run_dir>/checkpoints/<host>/steps/)
+        (sha256-verified, only what changed) and the job directory (logs, metrics) to C(<run_dir>/<host>/).
+    type: int
+    default: 30
+  preemption_detect_s:
+    description:
+      - Seconds the provider API is asked about a node whose SSH stopped answering; a node the provider reports
+        stopped, terminated or gone is preempted at once, one it still reports running counts as lost after this.
+    type: int
+    default: 30
 attributes:
   check_mode:
     support: full

@@ -68,11 +68,19 @@ SPEC = {
     "owner": {"type": "str"},
     "progress_interval": {"type": "int", "default": 30},
     "detach": {"type": "bool", "default": False},
+    # managed runs (plugin_utils/_managed.py): preemption recovery and restarts from the last checkpoint
+    "on_preemption": {"type": "str", "choices": ["resume", "fail"]},
+    "max_recoveries": {"type": "int", "default": 2},
+    "max_restarts_on_errors": {"type": "int", "default": 0},
+    "checkpoint_sync_interval": {"type": "int", "default": 30},
+    "preemption_detect_s": {"type": "int", "default": 30},
 }
 # what a run's spec.json keeps that is not an input: a step run later works on the same run
 DERIVED = ("started_at", "expires_at", "run_dir", "job_id", "node_workdir")
 # health rounds are imported plays (plays cannot loop), so replacements have a ceiling
 MAX_HEALTH_REPLACEMENTS = 3
+# train rounds are imported plays too: restarts (preemption recoveries and restarts after errors together)
+MAX_RESTARTS = 3
 FINAL_STATUSES = ("succeeded", "failed", "budget_exceeded", "preempted", "cancelled")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
@@ -149,6 +157,12 @@ def _check_numbers(s):
     if not 0 <= s["health_replacements"] <= MAX_HEALTH_REPLACEMENTS:
         problems.append("health_replacements must be between 0 and %d (got %s)" % (
             MAX_HEALTH_REPLACEMENTS, s["health_replacements"]))
+    for key in ("max_recoveries", "max_restarts_on_errors"):
+        if not 0 <= s[key] <= MAX_RESTARTS:
+            problems.append("%s must be between 0 and %d (got %s)" % (key, MAX_RESTARTS, s[key]))
+    for key in ("checkpoint_sync_interval", "preemption_detect_s"):
+        if s[key] < 1:
+            problems.append("%s must be at least 1 (got %s)" % (key, s[key]))
     if not 0 <= s["health_min_score"] <= 100:
         problems.append("health_min_score must be between 0 and 100")
     for key in ("max_price_per_hour", "max_cost"):
@@ -237,6 +251,9 @@ def normalize(raw, cwd, environ, when=None):
     s["ssh_private_key_file"] = os.path.abspath(os.path.expanduser(s["ssh_private_key_file"]))
     s["owner"] = s["owner"] or environ.get("GPUOPS_OWNER") or _whoami()
     s["name"] = s["name"] or os.path.basename(s["repo"]) or "run"
+    s["on_preemption"] = s["on_preemption"] or ("resume" if s["interruptible"] else "fail")
+    # a managed run is watched in slices (checkpoint sync, preemption detection) instead of one long wait
+    s["managed"] = bool((s["interruptible"] or s["max_restarts_on_errors"] > 0) and not s["detach"])
     problems = []
     if not (s["command"] or "").strip():
         problems.append("command is empty: say what the job runs (for example command: python train.py)")
@@ -420,6 +437,9 @@ def merge_metrics(run_dir, hosts):
     """metrics.jsonl of every host's outputs, one line per record with its host, in step order per host."""
     out = []
     for host in hosts:
+        # a restarted job (managed runs: restart-NN/ after the first segment, files in that order) logs again the
+        # steps after its checkpoint: the last record of a step wins, so the series stays one line
+        by_step = {}
         for path in _metric_files(os.path.join(run_dir, host)):
             with open(path) as fh:
                 for line in fh:
@@ -432,7 +452,8 @@ def merge_metrics(run_dir, hosts):
                         continue  # a line cut by a killed job
                     if isinstance(rec, dict):
                         rec.setdefault("host", host)
-                        out.append(rec)
+                        by_step[rec["step"] if isinstance(rec.get("step"), int) else ("line", len(by_step))] = rec
+        out.extend(by_step.values())
     with open(os.path.join(run_dir, "metrics.jsonl"), "w") as fh:
         for rec in out:
             fh.write(json.dumps(rec, sort_keys=True) + "\n")
@@ -466,6 +487,11 @@ def plot_loss(run_dir, metrics):
     for host, points in sorted(series.items()):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], label=host)
+    # managed runs: where the job restarted (from that checkpoint step) after a preemption or a failure
+    for r in (read_json(os.path.join(run_dir, "run.json"), {}) or {}).get("recoveries") or []:
+        ax.axvline(int(r.get("checkpoint_step") or 0), color="grey", linestyle="--", linewidth=0.8)
+        ax.annotate("restart %s" % r.get("n"), (int(r.get("checkpoint_step") or 0), 0.95),
+                    xycoords=("data", "axes fraction"), fontsize=7, color="grey")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(os.path.basename(run_dir))
@@ -520,6 +546,7 @@ def summary_lines(rec, cost, trend=None, plot=None):
         bare = sorted(h for h, cred in watched.items() if not cred)
         lines.append("  watchdog: armed on %d node(s)%s" % (len(watched) - len(bare), (
             "; no instance credential on %s: gpuops reap is the backstop there" % ", ".join(bare)) if bare else ""))
+    lines += _managed_lines(rec)
     if trend:
         lines.append("  loss: %.4f -> %.4f" % trend)
     lines.append("  results: %s" % rec.get("run_dir"))
@@ -528,6 +555,12 @@ def summary_lines(rec, cost, trend=None, plot=None):
     for cmd in rec.get("attach", []):
         lines.append("  attach: %s" % cmd)
     return lines
+
+
+def _managed_lines(rec):
+    from ansible_collections.gpu.ops.plugins.plugin_utils._managed import recovery_lines
+
+    return recovery_lines(rec.get("recoveries"))
 
 
 # ---------------------------------------------------------------------------- how a run ended
@@ -544,6 +577,9 @@ def outcome(spec, failure=None, jobs=(), collected=(), status=None, message=None
     elif any(j.get("budget_exceeded") in (True, "True", "true") for j in jobs):
         status = "budget_exceeded"
         message = next(j.get("msg") for j in jobs if j.get("budget_exceeded") in (True, "True", "true"))
+    elif any(j.get("preempted") in (True, "True", "true") for j in jobs):
+        status = "preempted"
+        message = next(j.get("msg") for j in jobs if j.get("preempted") in (True, "True", "true"))
     elif jobs and all(j.get("status") == "succeeded" for j in jobs):
         status = "succeeded"
     elif jobs:
