@@ -11,7 +11,7 @@ import yaml
 from provtools import live
 
 from gpuops.sim.catalog import DEFAULT_CATALOG
-from gpuops.testing import leak_checked_simulator
+from gpuops.testing import leak_checked_simulator, make_keypair
 
 
 def test_a_locked_key_without_an_agent_is_refused_before_renting(play, sim, sim_env, ssh_vars, uid, tmp_path, cleanup,
@@ -78,11 +78,14 @@ def account_keys(sim):
 
 
 def test_vast_keys_go_per_instance_and_an_added_account_key_goes_with_its_run(play, sim, sim_faults, ssh_vars, uid,
-                                                                               cleanup):
+                                                                               cleanup, tmp_path):
     name = "ak-%s" % uid
     cleanup(name)
     run_id = "run-%s" % uid
-    args = dict(ssh_vars, gpu=["4090"], image="img", run_id=run_id)
+    # a key of this test's own: other tests put the session key on the account (as a user's other tools would),
+    # and a key already there is not "added" by gpu.ops
+    key = make_keypair(tmp_path / "keys", "id_ak")
+    args = dict(ssh_vars, ssh_private_key_file=str(key), gpu=["4090"], image="img", run_id=run_id)
     before = account_keys(sim)
     mark = sim.client.requests(10 ** 12)["seq"]
     r = play([{"name": "one", "gpu.ops.vast_instance": dict(args, name=name + "-1")}])

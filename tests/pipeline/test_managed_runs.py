@@ -34,7 +34,11 @@ JOB = "python3 train.py --steps {steps} --step-seconds {sec} --checkpoint-every 
 
 
 def managed(pipeline, sim_faults, count=1, **over):
-    spec = pipeline.spec(interruptible=True, checkpoint_sync_interval=2, preemption_detect_s=20,
+    # the tests preempt by moving the simulator's clock FAR ahead, and the module's tests share one simulator; the
+    # nodes' watchdogs read the same clock, so ttl (expires_at) and idle_timeout must outlast every jump of the
+    # module (a real node whose controller went silent that long would rightly destroy itself)
+    spec = pipeline.spec(interruptible=True, checkpoint_sync_interval=2, preemption_detect_s=20, idle_timeout=30 * 86400,
+                         ttl="30d",
                          command=JOB.format(steps=over.pop("steps", 2500), sec=over.pop("sec", 0.01),
                                             every=over.pop("every", 100)), **over)
     if count:
@@ -227,7 +231,8 @@ def test_max_recoveries_used_up_fails_cleanly(pipeline, sim_faults):
 
 def test_a_failed_job_restarts_once_from_its_checkpoint_then_reports_the_failure(pipeline):
     run = pipeline.run(command="python3 train.py --steps 400 --checkpoint-every 100 --fail-at 250",
-                       max_restarts_on_errors=1, checkpoint_sync_interval=2)
+                       max_restarts_on_errors=1, checkpoint_sync_interval=2, ttl="30d",
+                       idle_timeout=30 * 86400)  # the module's earlier tests moved the shared clock (see managed())
     rec = run.record
     assert run.proc.returncode != 0 and rec["status"] == "failed", rec
     assert rec["exit_code"] == 1 and "failing on purpose" in rec["message"]
