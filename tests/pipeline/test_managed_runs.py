@@ -125,6 +125,10 @@ def test_preempted_single_node_resumes_from_the_synced_checkpoint(pipeline, sim_
     assert r["kind"] == "preemption" and r["checkpoint_step"] >= 300
     host = r["hosts"][0]
     assert r["replaced"][host]["old"] != r["replaced"][host]["new"]
+    # the replacement came from another offer: the preempted one is skipped for the rest of the run
+    offers = {str(i["id"]): (i["provider"], i.get("offer_id")) for i in rec["instances"]}
+    old, new = offers[str(r["replaced"][host]["old"])], offers[str(r["replaced"][host]["new"])]
+    assert old[1] is not None and new != old, (old, new)
     assert r["time_lost_s"] > 0
     # one continuous series: every step once, in order, to the end
     steps = host_steps(run, host)

@@ -55,6 +55,13 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  exclude_offers:
+    description:
+      - Offers not to rent, each C(<provider>:<offer_id>) as RV(instances[].provider) and RV(instances[].offer_id) name
+        them, for example the offer of a node that was just preempted.
+    type: list
+    elements: str
+    default: []
   names:
     description:
       - With O(state=absent), destroy only the nodes with these names (each must be C(<name_prefix>-<number>)),
@@ -414,6 +421,12 @@ class GpuInstance:
                                   ", ".join(providers))
             filters = m.filters(cloud_type=p.get("cloud_type"))
             offers, errors = fleet.search(providers, filters, p["sort_by"])
+            skipped = set(p["exclude_offers"])
+            if skipped:
+                kept_offers = [o for o in offers if "%s:%s" % (o.provider, o.offer_id) not in skipped]
+                if offers and not kept_offers:
+                    m.module.warn("every matching offer is in exclude_offers (%s)" % ", ".join(sorted(skipped)))
+                offers = kept_offers
             if not offers:
                 live = {n: v for n, v in providers.items() if n not in errors}
                 why = fleet.explain_empty(live, filters) if live else "every provider failed"
@@ -437,6 +450,11 @@ class GpuInstance:
         created = [n for n in names if n in prov.ready and n not in existing]
         ready = [prov.ready[n] for n in names if n in prov.ready]
         key = ssh_opts["private_key"]
+        # a ready instance is re-read from the API, which does not say which offer it was rented from
+        rented_from = dict((str(a.get("instance_id")), a.get("offer_id")) for a in prov.attempts
+                           if a.get("outcome") == "created")
+        for inst in ready:
+            inst.offer_id = inst.offer_id if inst.offer_id is not None else rented_from.get(str(inst.id))
         result = dict(instances=[instance_result(i, key, m.known_hosts) for i in ready], attempts=prov.attempts,
                       created=created, missing=prov.missing, destroyed=self.destroyed, provider_errors=errors)
         if prov.failed_existing:
@@ -478,6 +496,7 @@ def main():
         on_partial=dict(type="str", default="rollback", choices=["rollback", "keep"]),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         names=dict(type="list", elements="str"),
+        exclude_offers=dict(type="list", elements="str", default=[]),
         providers=dict(type="list", elements="str", choices=["runpod", "vast"]),
         cloud_type=dict(type="str", choices=["SECURE", "COMMUNITY"]),
         sort_by=dict(type="str", default="price", choices=["price", "price_per_gpu", "reliability", "vram"]),

@@ -370,6 +370,7 @@ def instance_entry(inst, now=None):
         "provider": inst.get("provider"), "id": str(inst.get("id")), "name": inst.get("name"),
         "gpu_model": inst.get("gpu_model"), "gpu_count": inst.get("gpu_count"),
         "price_per_hour": inst.get("price_per_hour"), "interruptible": inst.get("interruptible"),
+        "offer_id": inst.get("offer_id"),
         "ssh_host": inst.get("ssh_host"), "ssh_port": inst.get("ssh_port"), "ssh_user": inst.get("ssh_user"),
         "ssh_private_key_file": conn.get("ansible_ssh_private_key_file"),
         "ssh_common_args": conn.get("ansible_ssh_common_args"),
