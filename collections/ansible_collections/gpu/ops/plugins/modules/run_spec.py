@@ -152,7 +152,8 @@ options:
     default: 24h
   max_cost:
     description: Budget in USD for the run. Training stops when the run's cost reaches it; results are collected and the
-      run ends C(budget_exceeded).
+      run ends C(budget_exceeded). Each node's watchdog enforces its share plus 5 minutes of its price as the backstop
+      when the controller is gone (later than the controller, so results are collected first).
     type: float
   idle_timeout:
     description: Seconds without a controller heartbeat, while no job runs, after which a node's watchdog destroys it.
