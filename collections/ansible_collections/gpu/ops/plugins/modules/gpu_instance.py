@@ -57,7 +57,7 @@ options:
     default: present
   exclude_offers:
     description:
-      - Offers not to rent, each C(<provider>:<offer_id>) as RV(instances[].provider) and RV(instances[].offer_id) name
+      - Offers not to rent, each C(<provider>:<offer_id>) as the C(provider) and C(offer_id) of RV(instances) name
         them, for example the offer of a node that was just preempted.
     type: list
     elements: str
