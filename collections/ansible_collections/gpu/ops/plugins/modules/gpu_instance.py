@@ -378,6 +378,16 @@ class GpuInstance:
             return spec
         return build
 
+    def without_excluded(self, offers):
+        """The offers minus O(exclude_offers) (``<provider>:<offer_id>``), for example a preempted node's."""
+        skipped = set(self.p["exclude_offers"])
+        if not skipped:
+            return offers
+        kept = [o for o in offers if "%s:%s" % (o.provider, o.offer_id) not in skipped]
+        if offers and not kept:
+            self.m.module.warn("every matching offer is in exclude_offers (%s)" % ", ".join(sorted(skipped)))
+        return kept
+
     def present(self):
         m, p = self.m, self.p
         if p["count"] < 1:
@@ -421,12 +431,7 @@ class GpuInstance:
                                   ", ".join(providers))
             filters = m.filters(cloud_type=p.get("cloud_type"))
             offers, errors = fleet.search(providers, filters, p["sort_by"])
-            skipped = set(p["exclude_offers"])
-            if skipped:
-                kept_offers = [o for o in offers if "%s:%s" % (o.provider, o.offer_id) not in skipped]
-                if offers and not kept_offers:
-                    m.module.warn("every matching offer is in exclude_offers (%s)" % ", ".join(sorted(skipped)))
-                offers = kept_offers
+            offers = self.without_excluded(offers)
             if not offers:
                 live = {n: v for n, v in providers.items() if n not in errors}
                 why = fleet.explain_empty(live, filters) if live else "every provider failed"
@@ -450,11 +455,7 @@ class GpuInstance:
         created = [n for n in names if n in prov.ready and n not in existing]
         ready = [prov.ready[n] for n in names if n in prov.ready]
         key = ssh_opts["private_key"]
-        # a ready instance is re-read from the API, which does not say which offer it was rented from
-        rented_from = dict((str(a.get("instance_id")), a.get("offer_id")) for a in prov.attempts
-                           if a.get("outcome") == "created")
-        for inst in ready:
-            inst.offer_id = inst.offer_id if inst.offer_id is not None else rented_from.get(str(inst.id))
+        stamp_offers(ready, prov.attempts)
         result = dict(instances=[instance_result(i, key, m.known_hosts) for i in ready], attempts=prov.attempts,
                       created=created, missing=prov.missing, destroyed=self.destroyed, provider_errors=errors)
         if prov.failed_existing:
@@ -475,6 +476,14 @@ class GpuInstance:
             m.module.warn("only %d of %d nodes are ready (min_count %d); missing: %s" % (
                 len(ready), p["count"], min_count, ", ".join(prov.missing)))
         return m.exit(changed=bool(created) or bool(self.destroyed), **result)
+
+
+def stamp_offers(ready, attempts):
+    """A ready instance is re-read from the API, which does not say which offer it was rented from: the attempt does."""
+    rented_from = dict((str(a.get("instance_id")), a.get("offer_id")) for a in attempts if a.get("outcome") == "created")
+    for inst in ready:
+        if inst.offer_id is None:
+            inst.offer_id = rented_from.get(str(inst.id))
 
 
 def summarize(attempts):
