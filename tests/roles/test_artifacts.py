@@ -144,7 +144,9 @@ def test_stage_skip_corrupt_and_rehash(make_nodes, sim, tmp_path, http_server):
     res = results(proc)[node.name]
     assert proc.returncode == 0 and res["changed"] is True
     assert [a["cache"] for a in res["artifacts"]] == ["missing", "missing"]
-    assert node_ls(node, "~/.bifrost") == ["workspace"] and http_server.hits == {}
+    # nothing but the gpu.ops helper itself (tooling, like Ansible's remote tmp, installed once per version)
+    assert node_ls(node, "~/.bifrost") == ["bin", "workspace"] and http_server.hits == {}
+    assert [f.split("-")[1] for f in node_ls(node, "~/.bifrost/bin")] == ["artifacts"]
 
     # a controller file that does not match its manifest hash is refused before it is sent
     wrong = [manifest[0], dict(manifest[1], sha256=WEIGHTS_SHA, name="vocab2", dest="v2")]
@@ -152,7 +154,7 @@ def test_stage_skip_corrupt_and_rehash(make_nodes, sim, tmp_path, http_server):
     res = results(proc)[node.name]
     assert proc.returncode == 2
     assert res["msg"] == f"artifact 'vocab2': controller file {local} has sha256 {local_sha}, the manifest says {WEIGHTS_SHA}"
-    assert node_ls(node, "~/.bifrost") == ["workspace"] and http_server.hits == {}
+    assert node_ls(node, "~/.bifrost") == ["bin", "workspace"] and http_server.hits == {}
 
     # stage for real: one download, one upload, two links
     proc = stage(inv, manifest)

@@ -1,10 +1,12 @@
-"""The node helpers (plugins/plugin_utils/_workspace_node.py, _collect_node.py, _watchdog_node.py) run on the node's Python,
+"""The node helpers (plugins/plugin_utils/_workspace_node.py, _collect_node.py, _watchdog_node.py, and the jobs,
+health and artifacts bundles) run on the node's Python,
 which can be as old as 3.9 (the collection's floor for node-side code). Run them there, as the action
 plugins do: ``python3 <helper> <command>`` with one JSON line and the payload on stdin."""
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import json
 import os
@@ -121,3 +123,60 @@ def test_watchdog_helper_on_python39(py39, tmp_path):
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+def bundle(name: str, tmp_path: Path) -> str:
+    """The zip application the controller installs for ``name`` (built by the collection's own code)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "collections"))
+    try:
+        from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import helper_source
+    finally:
+        sys.path.pop(0)
+    path = tmp_path / f"gpuops-{name}.pyz"
+    path.write_bytes(helper_source(name)[0])
+    return str(path)
+
+
+def run_bundle(py: str, path: str, command: str, args: dict, env=None) -> dict:
+    # -I -S: no site-packages, so nothing but the standard library and the bundle itself can be imported
+    proc = subprocess.run([py, "-I", "-S", path, command], input=json.dumps(args).encode() + b"\n",
+                          capture_output=True, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout.decode().splitlines()[-1])
+
+
+def test_jobs_bundle_on_python39_runs_a_job_with_its_own_runner(py39, tmp_path):
+    if not shutil.which("tmux"):
+        pytest.skip("tmux is not installed")
+    path, root = bundle("jobs", tmp_path), str(tmp_path / "bifrost")
+    env = dict(os.environ, TMUX_TMPDIR=str(tmp_path))
+    started = run_bundle(py39, path, "start", {
+        "job_id": "old", "command": "python3 -c 'import sys; print(sys.version_info[:2])'", "workdir": str(tmp_path),
+        "env": {}, "bootstrap": "skip", "bootstrap_timeout": 60, "kill_grace": 5, "shell": "/bin/bash",
+        "root": root}, env)
+    assert started["changed"], started
+    done = run_bundle(py39, path, "wait", {"job_id": "old", "timeout": 30, "root": root}, env)
+    assert done["done"] and done["job"]["status"] == "succeeded", done
+    cmdline = Path(root, "jobs", "old", "metadata.json").read_text()
+    assert '"runner_version"' in cmdline
+
+
+def test_health_and_artifacts_bundles_on_python39(py39, tmp_path):
+    health = run_bundle(py39, bundle("health", tmp_path), "check", {
+        "min_score": 0, "expected_gpus": 0, "require_gpu": False, "workspace": str(tmp_path),
+        "history_dir": str(tmp_path / "h"), "history": True, "breaker_failures": 3, "breaker_window": 300,
+        "nvidia_smi": "nvidia-smi-not-here", "timeout": 5})
+    assert not health.get("failed") and health["driver"]["available"] is False, health
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"weights")
+    entry = {"name": "w", "src": str(src), "sha256": hashlib.sha256(b"weights").hexdigest(), "dest": "w.bin",
+             "remote_src": True}
+    (tmp_path / "ws").mkdir()
+    staged = run_bundle(py39, bundle("artifacts", tmp_path), "stage", {
+        "manifest": [entry], "cache_dir": str(tmp_path / "cache"), "link_dir": str(tmp_path / "ws"),
+        "link_type": "symlink", "verify": "changed", "force": False, "timeout": 5, "retries": 0,
+        "validate_certs": True, "lock_timeout": 10})
+    assert not staged.get("failed") and staged["artifacts"][0]["cache"] == "copied", staged
+    assert (tmp_path / "ws" / "w.bin").read_bytes() == b"weights"

@@ -30,7 +30,13 @@ from ansible.utils.display import Display
 
 from ansible_collections.gpu.ops.plugins.module_utils._job_runner import JOB_ID_RE
 from ansible_collections.gpu.ops.plugins.plugin_utils._collect_node import SECRET_FILES, manifest_text
-from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper, ssh_command, ssh_host
+from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import (
+    HelperFailed,
+    NodeHelper,
+    ssh_command,
+    ssh_host,
+    stream_become,
+)
 
 display = Display()
 
@@ -299,7 +305,7 @@ class ActionModule(ActionBase):
         (both take about as long; the manifest then checks what arrived). Returns (node answer, early hashes)."""
         t1 = time.monotonic()
         early = None
-        if not self._task.check_mode and not os.path.exists(run.state_path) \
+        if not self._task.check_mode and not os.path.exists(run.state_path) and getattr(self._connection, "become", None) is None \
                 and run.args["transfer"] in ("auto", "rsync") and ssh_command(self._connection) and shutil.which("rsync"):
             early = threading.Thread(target=self._early_copy, args=(run.roots, run.args, run.dest_dir))
             early.daemon = True
@@ -478,7 +484,10 @@ class ActionModule(ActionBase):
         if wanted == "auto":
             if ssh and node["tools"]["rsync"] and shutil.which("rsync"):
                 return "rsync"
-            return "tar" if ssh else "fetch"
+            wanted = "tar" if ssh else "fetch"
+        if wanted == "fetch" and getattr(self._connection, "become", None) is not None:
+            raise CollectError("transfer=fetch reads files as the login user, not the become user; use an ssh "
+                               "connection (rsync or tar honour passwordless sudo) or collect without become")
         if wanted in ("rsync", "tar") and not ssh:
             raise CollectError("transfer=%s needs the ssh connection (this host uses %s)"
                                % (wanted, self._connection.transport))
@@ -512,7 +521,10 @@ class ActionModule(ActionBase):
         ssh = " ".join(shlex.quote(a) for a in ssh_command(self._connection))
         host = ssh_host(self._connection)
         host = "[%s]" % host if ":" in host else host
-        return host, ["rsync", "-rt", "--partial", "-s", "--out-format=%n", "-e", ssh] + (["-z"] if compress else [])
+        sudo = stream_become(self._connection, "collect_results (rsync)")
+        path = ["--rsync-path=%s rsync" % " ".join(sudo)] if sudo else []
+        return host, ["rsync", "-rt", "--partial", "-s", "--out-format=%n", "-e", ssh] + path + (
+            ["-z"] if compress else [])
 
     def _rsync(self, roots, files, dest_dir, compress):
         host, base = self._rsync_base(compress)
@@ -575,6 +587,9 @@ class ActionModule(ActionBase):
             listing.append([root["abs"] if root["kind"] == "file" else posixpath.join(root["abs"], f[2]), f[0]])
         helper = self._helper
         remote = 'f=%s; exec %s "$f" tar' % (helper.remote, shlex.quote(helper.python))
+        sudo = stream_become(self._connection, "collect_results (tar)")
+        if sudo:  # "~" in the helper's path is the become user's home, where it was installed
+            remote = "%s sh -c %s" % (" ".join(sudo), shlex.quote(remote))
         cmd = ssh_command(self._connection) + [ssh_host(self._connection), remote]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         proc.stdin.write(json.dumps({"files": listing}).encode("utf-8", "surrogateescape") + b"\n")

@@ -141,7 +141,7 @@ class ActionModule(JobActionBase):
         delay = 2.0
         for attempt in range(1, CONNECTION_TRIES + 1):
             try:
-                return self._run_node_module("job_wait", module_args, task_vars)
+                return self._run_helper("wait", module_args, task_vars)
             except AnsibleConnectionFailure as exc:
                 if attempt == CONNECTION_TRIES or time.monotonic() + delay >= deadline:
                     raise
@@ -158,7 +158,7 @@ class ActionModule(JobActionBase):
 
     def _stop_for_peer(self, result, args, peer, task_vars, elapsed):
         """A peer's part of the same job ended badly: stop ours instead of waiting on a collective that hangs."""
-        res = self._run_node_module("job", {"job_id": args["job_id"], "state": "killed", "root": args["root"]},
+        res = self._run_helper("kill", {"job_id": args["job_id"], "state": "killed", "root": args["root"]},
                                     task_vars)
         job = self._decorate(res.get("job") or {}, task_vars)
         result.update(changed=bool(res.get("changed")), failed=True, done=True, ready=False, ready_detail=None,

@@ -5,7 +5,7 @@
 """Action plugin for gpu.ops.stage_artifacts (documentation: plugins/modules/stage_artifacts.py).
 
 On the controller: validate the whole manifest and find the controller-side files before any node is
-contacted. Then one call to the node in check mode (the plan: what is cached and verified, what is
+contacted. Then one call of the ``artifacts`` node helper (``_artifacts_node.py``) in check mode (the plan: what is cached and verified, what is
 missing, which links need making). When everything is in place that is the only round trip. Otherwise
 upload the controller files the node lacks (each hashed here first, so a wrong local file is refused
 before it is sent) and make one more call that fetches, verifies, commits and links.
@@ -21,10 +21,10 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.gpu.ops.plugins.module_utils.artifacts import human, sha256_file, validate_manifest
+from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper
 
 display = Display()
 
-MODULE = "gpu.ops.stage_artifacts"
 # paths stay strings here: "~" must expand on the node, not on the controller
 ARGUMENT_SPEC = {
     "manifest": {"type": "list", "elements": "dict", "required": True},
@@ -121,9 +121,11 @@ class ActionModule(ActionBase):
         return dict(result, **final)
 
     def _call(self, args, task_vars, check):
-        saved = self._task.check_mode
-        self._task.check_mode = bool(check or saved)
+        """One call of the artifacts node helper (the plan with ``check``, else the staging itself)."""
+        helper = getattr(self, "_helper", None)
+        if helper is None:
+            helper = self._helper = NodeHelper(self, task_vars, "artifacts")
         try:
-            return self._execute_module(module_name=MODULE, module_args=dict(args), task_vars=task_vars)
-        finally:
-            self._task.check_mode = saved
+            return helper.run("stage", dict(args, check_mode=bool(check or self._task.check_mode)))
+        except HelperFailed as exc:
+            return {"failed": True, "msg": str(exc)}

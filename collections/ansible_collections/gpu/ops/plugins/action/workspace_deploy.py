@@ -200,17 +200,19 @@ class ActionModule(ActionBase):
                             % (host, total / 1048576.0, want["commit"][:12]), stderr=True)
         t1 = time.monotonic()
         sent = []
+        # a put_file writes as the login user: under become everything goes inline, through the become-aware helper
+        as_file = getattr(self._connection, "become", None) is None
         for b in payload:
-            if b["size"] > INLINE_MAX:
+            if b["size"] > INLINE_MAX and as_file:
                 # large first deploys go as a file (streamed from disk by the connection), the rest inline
                 remote = "%s/.bifrost/tmp/gpuops-%s-%d.bundle" % (probe["home"], want["commit"][:12], os.getpid())
                 self._low_level_execute_command("mkdir -p %s/.bifrost/tmp" % shlex.quote(probe["home"]),
-                                                sudoable=False)
+                                                sudoable=False)  # no become here (see as_file)
                 self._connection.put_file(b["path"], remote)
                 sent.append({"repo": b["repo"], "size": b["size"], "encoding": b["encoding"], "path": remote})
             else:
                 sent.append({"repo": b["repo"], "size": b["size"], "encoding": b["encoding"]})
-        data = b"".join(_read(b["path"]) for b in payload if b["size"] <= INLINE_MAX)
+        data = b"".join(_read(b["path"]) for b in payload if b["size"] <= INLINE_MAX or not as_file)
         apply_args = {
             "dest": args["dest"], "commit": want["commit"], "branch": want["branch"], "tree": want["tree"],
             "overlay_tree": want["snapshot"]["tree"] if want["snapshot"] else None, "clean": clean,

@@ -2,16 +2,16 @@
 # Copyright (c) 2026 gpu.ops contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Node-side logic shared by gpu.ops.job, gpu.ops.job_bootstrap, gpu.ops.job_info and gpu.ops.job_wait.
+"""Node-side logic of gpu.ops.job, gpu.ops.job_bootstrap, gpu.ops.job_info and gpu.ops.job_wait.
 
-PRIVATE to the collection, may change without notice. Standard library only (these run on the node,
-Python >= 3.9). The tmux process itself is ``_job_runner`` (installed as ``~/.bifrost/bin/bifrost-job``).
+PRIVATE to the collection, may change without notice. Standard library only (this runs on the node, Python >= 3.9,
+inside the ``jobs`` helper: ``plugins/plugin_utils/_jobs_node.py``). The process in each tmux session is
+``_job_runner``, started from that same installed helper (``<python> <helper> runner run|bootstrap JOB_DIR``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -32,7 +32,6 @@ from ansible_collections.gpu.ops.plugins.module_utils._job_runner import (
     read_text,
     write_atomic,
 )
-from ansible_collections.gpu.ops.plugins.module_utils._secret_env import hide_env
 
 DEFAULT_ROOT = "~/.bifrost"
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -60,15 +59,6 @@ def validate_env(env):
     return dict((str(k), "" if v is None else str(v)) for k, v in (env or {}).items())
 
 
-def hide_env_values(module):
-    """Take the ``env`` option's values and leave only their names in ``module.params`` (see ``_secret_env``).
-
-    The result's ``invocation`` (ANSIBLE_INJECT_INVOCATION, or cores before 2.21) is built from
-    ``module.params``, so the values never leave the node.
-    """
-    return hide_env(module.params)
-
-
 def session_name(job_id):
     return runner.SESSION_PREFIX + job_id
 
@@ -78,44 +68,26 @@ def bootstrap_session_name(job_id):
 
 
 class Paths(object):
-    def __init__(self, root=None):
+    """Where jobs live, and the command that starts the runner (``runner`` + ``run|bootstrap JOB_DIR``): on a node
+    the installed helper (``[python, helper, "runner"]``), elsewhere (unit tests) the runner's own file."""
+
+    def __init__(self, root=None, runner_argv=None):
         self.root = os.path.abspath(os.path.expanduser(root or DEFAULT_ROOT))
         self.jobs = os.path.join(self.root, "jobs")
-        self.bin = os.path.join(self.root, "bin")
         self.cache = os.path.join(self.root, "cache")
-        self.runner = os.path.join(self.bin, "bifrost-job")
+        self.runner_argv = list(runner_argv or [sys.executable, os.path.abspath(runner.__file__)])
 
     def job_dir(self, job_id):
         return os.path.join(self.jobs, validate_job_id(job_id))
 
     def ensure(self):
-        for d in (self.root, self.jobs, self.bin, self.cache):
+        for d in (self.root, self.jobs, self.cache):
             os.makedirs(d, exist_ok=True)
         os.chmod(self.jobs, 0o700)
 
 
 def expand(path):
     return os.path.abspath(os.path.expanduser(path))
-
-
-# ---------------------------------------------------------------------------------------------- the runner script
-def runner_source():
-    """The text of ~/.bifrost/bin/bifrost-job: the _job_runner module with a shebang and a version line."""
-    body = inspect.getsource(runner)
-    return "#!/usr/bin/env python3\n# bifrost-job %s, installed by gpu.ops; do not edit\n%s" % (
-        runner.RUNNER_VERSION, body)
-
-
-def install_runner(paths, check_mode=False):
-    """Install or update the runner. Returns True when the file changed. Rename keeps running copies intact."""
-    text = runner_source()
-    if read_text(paths.runner) == text:
-        return False
-    if not check_mode:
-        paths.ensure()
-        write_atomic(paths.runner, text, 0o755)
-        os.chmod(paths.runner, 0o755)
-    return True
 
 
 # ---------------------------------------------------------------------------------------------- tmux
@@ -383,7 +355,6 @@ def start_job(paths, job_id, command, workdir, env, bootstrap="auto", bootstrap_
         return True, {"job_id": job_id, "job_dir": job_dir, "status": None, "session": sess,
                       "bootstrap": {"state": "wait" if wait else "none"}}
     paths.ensure()
-    install_runner(paths)
     os.makedirs(os.path.join(job_dir, "outputs"), exist_ok=True)
     os.chmod(job_dir, 0o700)
     if "PATH" not in env and os.environ.get("PATH"):
@@ -403,7 +374,7 @@ def start_job(paths, job_id, command, workdir, env, bootstrap="auto", bootstrap_
     write_atomic(os.path.join(job_dir, "status"), "starting\n")
     write_atomic(meta_path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
     try:
-        tmux_new_session(sess, workdir, [sys.executable, paths.runner, "run", job_dir])
+        tmux_new_session(sess, workdir, paths.runner_argv + ["run", job_dir])
         _confirm_started(job_dir, os.path.join(job_dir, "pid"), sess)
     except JobError:
         _undo_start(job_dir, sess)
@@ -691,13 +662,12 @@ def start_bootstrap(paths, job_id, workdir, command=None, timeout=600, force=Fal
     if runner.tmux_session_alive(sess):
         raise JobError("a tmux session %s already exists without a bootstrap record; refusing to reuse it" % sess)
     _prepare_job_dir(paths, job_dir)
-    install_runner(paths)
     if env:
         write_atomic(os.path.join(job_dir, "bootstrap.env"), json.dumps(env), 0o600)
     write_atomic(os.path.join(job_dir, "bootstrap.sh"), plan["script"], 0o600)
     write_atomic(os.path.join(job_dir, "bootstrap.json"), json.dumps(spec, indent=1) + "\n")
     try:
-        tmux_new_session(sess, workdir, [sys.executable, paths.runner, "bootstrap", job_dir])
+        tmux_new_session(sess, workdir, paths.runner_argv + ["bootstrap", job_dir])
         _confirm_started(job_dir, os.path.join(job_dir, "bootstrap.pid"), sess)
     except JobError:
         for leftover in ("bootstrap.env", "bootstrap.json"):
@@ -719,10 +689,11 @@ def _prepare_job_dir(paths, job_dir):
 def probe_url(url, statuses=(200,), match=None, timeout=2.0):
     """(ready, detail): one HTTP GET from the node."""
     from urllib.error import HTTPError, URLError
-    from ansible.module_utils.urls import open_url
+    from urllib.request import Request, build_opener
 
     try:
-        resp = open_url(url, timeout=timeout, http_agent="gpu.ops-job_wait", follow_redirects="safe")
+        # stdlib only (this runs on the node without Ansible); urllib follows http(s) redirects of a GET
+        resp = build_opener().open(Request(url, headers={"User-Agent": "gpu.ops-job_wait"}), timeout=timeout)
         code = resp.getcode()
         body = resp.read(65536).decode("utf-8", "replace")
     except HTTPError as exc:

@@ -37,6 +37,9 @@ description:
   - Works on failed jobs and on jobs that never started; missing sources are warnings unless marked required.
   - This is an action plugin; the node side is a small versioned helper (C(~/.bifrost/bin/gpuops-collect-<hash>.py)) that
     needs Python >= 3.9 on the node.
+  - C(become) is honoured - the helper runs through the connection's become plugin, and the rsync/tar streams run
+    their node side under C(sudo -n) the way M(ansible.posix.synchronize) does. Other become methods, or sudo that
+    asks for a password, are refused with a message, as is O(transfer=fetch) under become.
 author:
   - gpu.ops contributors (@gpu-ops)
 options:

@@ -12,16 +12,20 @@ module: job
 short_description: Start or kill a detached gpu.ops job in tmux on a node
 version_added: "0.1.0"
 description:
-  - Runs on the node. O(state=started) creates C(~/.bifrost/jobs/<job_id>/) and a tmux session
-    C(bifrost-<job_id>) in which the gpu.ops runner (C(~/.bifrost/bin/bifrost-job), installed or updated by this
-    module) optionally waits for the job's bootstrap flag and then runs O(command) in O(workdir).
+  - Runs on the node through the gpu.ops node helper (C(~/.bifrost/bin/gpuops-jobs-<hash>.pyz), installed once per
+    collection version) - one SSH round trip with the arguments on stdin, no module payload. Needs Python 3.9 or
+    later on the node; C(become) is honoured.
+  - O(state=started) creates C(~/.bifrost/jobs/<job_id>/) and a tmux session C(bifrost-<job_id>) in which the
+    gpu.ops runner (started from that helper) optionally waits for the job's bootstrap flag and then runs O(command)
+    in O(workdir).
   - The runner always records C(exit_code), C(ended_at) and a final C(status) (V(succeeded), V(failed),
     V(bootstrap_failed), V(bootstrap_timeout), V(killed)); it never uses C(set -e) around the command. A job whose
     session is gone without a final status is reported as V(lost) by M(gpu.ops.job_info).
   - Environment variables in O(env) reach the job through a 0600 file that the runner reads and deletes; they never
-    appear on a command line, in a log or in a result. O(env) is a C(no_log) option that the action plugin hands
-    to the node as one string, so the node's system log records C(env=NOT_LOGGING_PARAMETER) and Ansible does not
-    star out short values such as a C(NODE_RANK) of C(0) elsewhere in the output; the result shows the names only.
+    appear on a command line, in a log or in a result. They travel to the node on the helper's stdin, so no system
+    log on either side records them (no module is invoked, so there is no "Invoked with" journal entry), and
+    Ansible does not star out short values such as a C(NODE_RANK) of C(0) elsewhere in the output; the result
+    shows the names only.
   - Idempotent on O(job_id) - an existing job is never replaced or killed because a name is reused. Starting the
     same job id again reports the existing job unchanged; a different command for an existing id fails.
   - O(state=killed) sends SIGTERM to the runner, which stops the command's process group and records V(killed);
@@ -163,54 +167,3 @@ msg:
   returned: always
   type: str
 """
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
-
-from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, hide_env_values, kill_job, start_job
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            job_id=dict(type="str", required=True),
-            state=dict(type="str", default="started", choices=["started", "killed"]),
-            command=dict(type="str"),
-            workdir=dict(type="str", default="~/.bifrost/workspace"),
-            env=env_option(),  # no_log; handed over as one string by the action plugin
-            bootstrap=dict(type="str", default="auto", choices=["auto", "wait", "skip"]),
-            bootstrap_timeout=dict(type="int", default=600),
-            kill_grace=dict(type="int", default=10),
-            shell=dict(type="str", default="/bin/bash"),
-            name=dict(type="str"),
-            metadata=dict(type="dict", default={}),
-            root=dict(type="str", default="~/.bifrost"),
-        ),
-        required_if=[("state", "started", ["command"])],
-        supports_check_mode=True,
-    )
-    p = module.params
-    env = hide_env_values(module)
-    paths = Paths(p["root"])
-    try:
-        if p["state"] == "started":
-            if p["bootstrap_timeout"] <= 0 or p["kill_grace"] < 0:
-                module.fail_json(msg="bootstrap_timeout must be > 0 and kill_grace >= 0")
-            changed, job = start_job(paths, p["job_id"], p["command"], p["workdir"], env,
-                                     bootstrap=p["bootstrap"], bootstrap_timeout=p["bootstrap_timeout"],
-                                     kill_grace=p["kill_grace"], shell=p["shell"], name=p["name"],
-                                     metadata=p["metadata"], check_mode=module.check_mode)
-            msg = ("job %s started in tmux session %s" % (p["job_id"], job["session"]) if changed
-                   else "job %s already exists (%s)" % (p["job_id"], job["status"]))
-        else:
-            changed, job = kill_job(paths, p["job_id"], grace=p["kill_grace"], check_mode=module.check_mode)
-            msg = ("job %s killed (%s)" % (p["job_id"], job["status"]) if changed
-                   else "job %s is not running (%s)" % (p["job_id"], job["status"]))
-    except JobError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=changed, job=job, msg=msg)
-
-
-if __name__ == "__main__":
-    main()

@@ -56,8 +56,8 @@ options:
   env:
     description:
       - Environment for the bootstrap (for example a private index token). Passed in a 0600 file that the runner
-        deletes after reading it. A C(no_log) option handed to the node as one string by the action plugin - values
-        reach no log (the node's syslog/journal included) and no result; the names stay visible.
+        deletes after reading it. The values travel on the node helper's stdin - they reach no log (the node's
+        syslog/journal included) and no result; the names stay visible.
     type: dict
     default: {}
   python:
@@ -172,48 +172,3 @@ msg:
   returned: always
   type: str
 """
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
-
-from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, hide_env_values, start_bootstrap
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            job_id=dict(type="str", required=True),
-            workdir=dict(type="str", default="~/.bifrost/workspace"),
-            command=dict(type="str"),
-            timeout=dict(type="int", default=600),
-            force=dict(type="bool", default=False),
-            env=env_option(),  # no_log; handed over as one string by the action plugin
-            python=dict(type="str", default="python3"),
-            venv=dict(type="str", default=".venv"),
-            system_site_packages=dict(type="bool", default=False),
-            hash_files=dict(type="list", elements="str", default=[]),
-            kill_grace=dict(type="int", default=10),
-            shell=dict(type="str", default="/bin/bash"),
-            root=dict(type="str", default="~/.bifrost"),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    env = hide_env_values(module)
-    if p["timeout"] <= 0:
-        module.fail_json(msg="timeout must be > 0")
-    try:
-        changed, result = start_bootstrap(
-            Paths(p["root"]), p["job_id"], p["workdir"], command=p["command"] or None, timeout=p["timeout"],
-            force=p["force"], env=env, python=p["python"], venv=p["venv"],
-            system_site_packages=p["system_site_packages"], hash_files=p["hash_files"], kill_grace=p["kill_grace"],
-            shell=p["shell"], check_mode=module.check_mode)
-    except JobError as exc:
-        module.fail_json(msg=str(exc))
-    result.setdefault("msg", "bootstrap of %s: %s" % (p["job_id"], result["outcome"]))
-    module.exit_json(changed=changed, **result)
-
-
-if __name__ == "__main__":
-    main()

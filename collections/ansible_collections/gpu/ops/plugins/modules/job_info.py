@@ -151,38 +151,3 @@ jobs:
   type: list
   elements: dict
 """
-
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, list_jobs, read_job
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            job_id=dict(type="str"),
-            name=dict(type="str"),
-            log_lines=dict(type="int", default=20),
-            root=dict(type="str", default="~/.bifrost"),
-        ),
-        mutually_exclusive=[("job_id", "name")],
-        supports_check_mode=True,
-    )
-    p = module.params
-    paths = Paths(p["root"])
-    persist = not module.check_mode  # a job found lost is recorded as lost on the node
-    try:
-        if p["job_id"]:
-            job_dir = paths.job_dir(p["job_id"])
-            if not os.path.isdir(job_dir):
-                module.fail_json(msg="no job %s on this node (%s)" % (p["job_id"], job_dir))
-            module.exit_json(changed=False, job=read_job(job_dir, None, max(0, p["log_lines"]), persist=persist))
-        module.exit_json(changed=False, jobs=list_jobs(paths, max(0, p["log_lines"]), p["name"], persist=persist))
-    except JobError as exc:
-        module.fail_json(msg=str(exc))
-
-
-if __name__ == "__main__":
-    main()

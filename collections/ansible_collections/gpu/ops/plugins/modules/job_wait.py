@@ -12,10 +12,11 @@ module: job_wait
 short_description: Wait for a gpu.ops job to finish, to be ready (serve mode) or to be bootstrapped, showing progress
 version_added: "0.1.0"
 description:
-  - The action plugin waits in rounds of at most O(progress_interval) seconds; in each round this module waits on
-    the node, polling the job's files (and O(ready_url)) with backoff, so a finished job is seen within a fraction
-    of a second. Between rounds the action prints one progress line per host on stderr - status, elapsed time and
-    the job's last log line - so a long wait shows that the job is alive and how far it is.
+  - The action plugin waits in rounds of at most O(progress_interval) seconds; in each round the gpu.ops node
+    helper waits on the node (one SSH round trip of about 2 kB, no module payload), polling the job's files (and
+    O(ready_url)) with backoff, so a finished job is seen within a fraction of a second. Between rounds the action
+    prints one progress line per host on stderr - status, elapsed time and the job's last log line - so a long
+    wait shows that the job is alive and how far it is.
   - O(state=finished) ends when the job has a final status (or is V(lost); then V(lost) is recorded in the job's
     C(status) file). The task fails unless the status is
     V(succeeded) and O(fail_on_failure=false) is not set; the message holds the status, exit code and log tail.
@@ -152,40 +153,3 @@ msg:
   returned: always
   type: str
 """
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.gpu.ops.plugins.module_utils._jobs import JobError, Paths, wait_job
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            job_id=dict(type="str", required=True),
-            state=dict(type="str", default="finished", choices=["finished", "ready", "bootstrapped"]),
-            timeout=dict(type="int", default=86400),
-            progress_interval=dict(type="int", default=30),
-            progress=dict(type="bool", default=True),
-            ready_url=dict(type="str"),
-            ready_status=dict(type="list", elements="int", default=[200]),
-            ready_match=dict(type="str"),
-            fail_on_failure=dict(type="bool", default=True),
-            log_lines=dict(type="int", default=20),
-            stop_on_peer_failure=dict(type="bool", default=False),
-            root=dict(type="str", default="~/.bifrost"),
-        ),
-        required_if=[("state", "ready", ["ready_url"])],
-        supports_check_mode=True,
-    )
-    p = module.params
-    try:
-        res = wait_job(Paths(p["root"]), p["job_id"], p["state"], max(0, p["timeout"]), p["ready_url"],
-                       tuple(p["ready_status"]), p["ready_match"], max(0, p["log_lines"]), persist=not module.check_mode)
-    except JobError as exc:
-        module.fail_json(msg=str(exc))
-    res["msg"] = "job %s: %s" % (p["job_id"], res["job"]["status"])
-    module.exit_json(changed=False, **res)
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,9 @@ module: node_health_check
 short_description: Check a GPU node's health, score it 0-100 and gate on the score
 version_added: 0.1.0
 description:
-  - Runs on the GPU node. In one call it reads every GPU with a single
+  - Runs on the GPU node through the gpu.ops node helper (C(~/.bifrost/bin/gpuops-health-<hash>.pyz), installed once
+    per collection version) - one SSH round trip with the arguments on stdin, no module payload. Needs Python 3.9
+    or later on the node; C(become) is honoured. In one call it reads every GPU with a single
     C(nvidia-smi --query-gpu=... --format=csv,noheader,nounits) (fields index, name, temperature.gpu,
     utilization.gpu, memory.used, memory.total, ecc.errors.uncorrected.volatile.total, uuid, pci.bus_id,
     driver_version; one line per GPU, any number of GPUs), disk usage of the filesystem holding O(workspace), host memory
@@ -90,6 +92,9 @@ notes:
   - Meant as a gate before a job. While a job runs, high GPU memory and utilization are expected; use O(min_score=0)
     there to record without failing.
 attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
@@ -211,122 +216,3 @@ checked_at:
   returned: always
   type: str
 """
-
-import os
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpu.ops.plugins.module_utils import node_health as nh
-
-EXTRA_BIN_DIRS = ["/usr/bin", "/usr/local/nvidia/bin", "/usr/lib/wsl/lib"]
-
-
-def query_gpus(module, p):
-    """Run nvidia-smi once. Returns (gpus, smi_errors, failure_kind, failure_msg, driver_version)."""
-    name = p["nvidia_smi"]
-    path = name if os.sep in name else module.get_bin_path(name, opt_dirs=EXTRA_BIN_DIRS)
-    if not path or not os.path.exists(path):
-        return [], [], "no_driver", "no GPU driver: %s not found on PATH or in %s" % (name, ", ".join(EXTRA_BIN_DIRS)), None
-    timeout_bin = module.get_bin_path("timeout")
-    try:
-        rc, out, err = module.run_command(nh.probe_command(path, p["timeout"], timeout_bin),
-                                          errors="surrogate_or_replace", handle_exceptions=False)
-    except OSError as e:
-        return [], [], "no_driver", "no GPU driver: cannot run %s: %s" % (path, e), None
-    if timeout_bin and rc in nh.TIMEOUT_EXIT_CODES:
-        return [], [], "nvidia_smi", "nvidia-smi did not answer within %d s (hung GPU or driver?)" % p["timeout"], None
-    gpus, bad_lines = nh.parse_gpu_csv(out) if rc == 0 or out else ([], [])
-    driver = next((g.get("driver_version") for g in gpus if g.get("driver_version")), None)
-    if rc != 0:
-        kind, msg = nh.classify_nvidia_smi_failure(rc, out if not gpus else "", err)
-        if not gpus:
-            return [], [], kind, msg, None
-        # some GPUs answered: the failure is about the others
-        return gpus, bad_lines + [msg], None, None, driver
-    if not gpus and not bad_lines:
-        return [], [], "no_gpu", "no GPU visible: nvidia-smi listed no GPU", None
-    return gpus, bad_lines, None, None, driver
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            min_score=dict(type="int", default=80),
-            expected_gpus=dict(type="int", default=0),
-            require_gpu=dict(type="bool", default=True),
-            workspace=dict(type="path", default="~/.bifrost/workspace"),
-            history_dir=dict(type="path", default="~/.bifrost/health"),
-            history=dict(type="bool", default=True),
-            breaker_failures=dict(type="int", default=3),
-            breaker_window=dict(type="int", default=300),
-            nvidia_smi=dict(type="str", default="nvidia-smi"),
-            timeout=dict(type="int", default=30),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    for key in ("min_score", "expected_gpus", "breaker_failures", "breaker_window", "timeout"):
-        if p[key] < 0:
-            module.fail_json(msg="%s must be >= 0, got %d" % (key, p[key]))
-    if p["min_score"] > 100:
-        module.fail_json(msg="min_score must be between 0 and 100, got %d" % p["min_score"])
-
-    gpus, smi_errors, kind, smi_failure, driver = query_gpus(module, p)
-    failure = None if kind == "no_driver" and not p["require_gpu"] else smi_failure
-    host = nh.collect_host(p["workspace"])
-    score, problems = nh.score_node(gpus, host, gpu_failure=failure, failure_kind=kind or "nvidia_smi",
-                                    expected_gpus=p["expected_gpus"], require_gpu=p["require_gpu"],
-                                    smi_errors=smi_errors)
-    problems.sort(key=lambda x: -x["deduction"])
-    passed = score >= p["min_score"]
-    now = round(time.time(), 3)  # the record's own time, so this check always falls inside the window
-    record = {"ts": now, "score": score, "passed": passed,
-              "problems": [x["message"] for x in problems[:10]]}
-
-    history_path = os.path.join(p["history_dir"], "history.json")
-    warnings = []
-    checks = None
-    if p["history"] and not module.check_mode:
-        try:
-            checks = nh.append_history(history_path, record)["checks"]
-        except OSError as e:
-            warnings.append("health history not recorded in %s: %s" % (history_path, e))
-    if checks is None:
-        checks = nh.load_history(history_path)["checks"] + [record]
-    breaker = nh.breaker_state(checks, now, p["breaker_window"], p["breaker_failures"])
-    healthy = passed and breaker["state"] == "closed"
-
-    result = dict(
-        changed=False,
-        score=score,
-        status="unhealthy" if breaker["state"] == "open" else nh.status_band(score),
-        healthy=healthy,
-        passed=passed,
-        min_score=p["min_score"],
-        problems=problems,
-        gpus=gpus,
-        gpu_count=len(gpus),
-        driver={"available": kind != "no_driver", "version": driver, "error": smi_failure},
-        host=host,
-        breaker=breaker,
-        history_path=history_path,
-        checked_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-    )
-    for w in warnings:
-        module.warn(w)
-    if healthy:
-        module.exit_json(**result)
-
-    details = "; ".join("%s (-%d)" % (x["message"], x["deduction"]) for x in problems) or "no problem found"
-    if breaker["state"] == "open":
-        until = time.strftime("%H:%M:%SZ", time.gmtime(breaker["open_until"]))
-        msg = ("circuit breaker open: %d failed health checks within %d s (threshold %d); node marked unhealthy "
-               "until %s. This check scored %d/100: %s"
-               % (breaker["failures_in_window"], breaker["window_s"], breaker["threshold"], until, score, details))
-    else:
-        msg = "health score %d/100 is below min_score %d: %s" % (score, p["min_score"], details)
-    module.fail_json(msg=msg, **result)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,8 +4,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller-side helpers for the gpu.ops job action plugins. PRIVATE to the collection, may change.
 
-The node modules cannot know how the controller reaches the node (RunPod and Vast map SSH to high ports
-on a public address), so the action plugins add ``attach_command`` from the task's connection.
+The actions check their arguments here, then do the node work in one call of the ``jobs`` node helper
+(``_jobs_node.py`` over ``_node_helper``): arguments and ``env`` values go over stdin, so no value reaches a
+command line, a module journal entry ("Invoked with") or the result. The node cannot know how the controller
+reaches it (clouds map SSH to high ports on a public address), so the actions add ``attach_command`` from the
+task's connection.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import shlex
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.gpu.ops.plugins.module_utils._secret_env import opaque_env, redact_env
+from ansible_collections.gpu.ops.plugins.module_utils._secret_env import REDACTED
+from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper
 
 LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
 
@@ -82,9 +86,21 @@ class JobActionBase(ActionBase):
             boot["attach_command"] = attach_command(boot["session"], **target)
         return job
 
-    def _run_node_module(self, name, args, task_vars):
-        """Run a node module with ``env`` handed over as one no_log string (see ``module_utils/_secret_env``),
-        so its values reach neither the node's system log nor the result; the names stay visible."""
-        res = self._execute_module(module_name="gpu.ops.%s" % name, module_args=opaque_env(args), task_vars=task_vars)
-        redact_env(res)
-        return res
+    def _run_helper(self, command, args, task_vars):
+        """One call of the jobs helper on the node; the task fails with the helper's message."""
+        helper = getattr(self, "_jobs_helper", None)
+        if helper is None:
+            helper = self._jobs_helper = NodeHelper(self, task_vars, "jobs")
+        try:
+            res = helper.run(command, dict(args, check_mode=bool(self._task.check_mode)))
+        except HelperFailed as exc:
+            return {"failed": True, "msg": str(exc)}
+        return hide_env_values(res)
+
+
+def hide_env_values(result):
+    """Belt and braces: a result never carries ``env`` values, only their names."""
+    for holder in (result, result.get("job") if isinstance(result, dict) else None):
+        if isinstance(holder, dict) and isinstance(holder.get("env"), dict):
+            holder["env"] = dict((k, REDACTED) for k in holder["env"])
+    return result

@@ -2,26 +2,38 @@
 # Copyright: gpu.ops contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run a versioned node helper over the task's connection. PRIVATE to the collection, may change.
+"""Run a versioned node helper over the task's connection: the one channel for node work. PRIVATE, may change.
 
-A helper is one stdlib-only Python file from ``plugins/plugin_utils`` (``_<name>_node.py``), installed on
-the node as ``~/.bifrost/bin/gpuops-<name>-<sha256 prefix>.py`` the first time it is needed (the name
-changes with the content, so a new collection version installs its own copy). Each call is one command
-over the existing connection (SSH ControlPersist): arguments and payload go over stdin, the answer is one
-JSON line. That is a few hundred bytes per call, where a module call ships a ~160 kB AnsiballZ payload.
+A helper is stdlib-only Python. A small one is one file from ``plugins/plugin_utils`` (``_<name>_node.py``);
+one that needs the node-side libraries in ``plugins/module_utils`` (jobs, health, artifacts) is a zip
+application: ``__main__.py`` is ``_<name>_node.py`` and the libraries sit under their usual package path, so the
+same imports work on the controller, in unit tests and on the node. Either is installed on the node as
+``~/.bifrost/bin/gpuops-<name>-<sha256 prefix>.py[z]`` the first time it is needed (the name changes with the
+content, so a new collection version installs its own copy). Each call is one command over the existing
+connection (SSH ControlPersist): arguments, secrets and payload go over stdin (never the command line, never a
+log), the answer is one JSON line. That is a few hundred bytes per call, where a module call ships a ~160 kB
+AnsiballZ payload, and the node's journal sees no "Invoked with" line.
+
+``become`` is honoured: every command goes through the connection's become plugin (``sudoable``), so the helper
+is installed and run as the become user. The rsync/tar streams that bypass the connection use
+:func:`stream_become_prefix`, which honours passwordless ``sudo`` and refuses anything else with a clear message.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 import os
 import shlex
+import zipfile
 import zlib
 
-from ansible.errors import AnsibleError
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 
 MISSING_RC = 86
+SSH_FAILED_RC = 255  # ssh's own failure (the connection dropped), never a helper's exit code
 HELPER_DIR = "~/.bifrost/bin"
 # The oldest Python that node-side code (modules, the job runner, these helpers) supports: the one floor, which
 # the docs, tests/config.yml and the oldest-Python test state too (tests/roles/test_node_python_floor.py).
@@ -33,10 +45,47 @@ class HelperFailed(AnsibleError):
     pass
 
 
-def helper_source(name):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_%s_node.py" % name)
+# Helpers shipped as a zip application, and the node-side libraries (module_utils) each one carries.
+BUNDLES = {
+    "jobs": ("_job_runner", "_jobs", "_node_protocol"),
+    "health": ("node_health", "_node_protocol"),
+    "artifacts": ("artifacts", "_node_protocol"),
+}
+PACKAGE = ("ansible_collections", "gpu", "ops", "plugins", "module_utils")
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed, so the same sources give the same bytes and the same name
+
+
+def _plugins_dir():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read(path):
     with open(path, "rb") as fh:
         return fh.read()
+
+
+def _zip_entry(zf, name, data):
+    info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    zf.writestr(info, data)
+
+
+@functools.lru_cache(maxsize=None)
+def helper_source(name):
+    """(bytes, file suffix) of helper ``name``: the file itself, or the zip application of a bundle."""
+    entry = _read(os.path.join(_plugins_dir(), "plugin_utils", "_%s_node.py" % name))
+    if name not in BUNDLES:
+        return entry, ".py"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        _zip_entry(zf, "__main__.py", entry)
+        for depth in range(1, len(PACKAGE) + 1):
+            _zip_entry(zf, "/".join(PACKAGE[:depth]) + "/__init__.py", b"")
+        for lib in sorted(BUNDLES[name]):
+            _zip_entry(zf, "/".join(PACKAGE) + "/%s.py" % lib,
+                       _read(os.path.join(_plugins_dir(), "module_utils", "%s.py" % lib)))
+    return buf.getvalue(), ".pyz"
 
 
 def remote_python(action, task_vars):
@@ -54,20 +103,27 @@ class NodeHelper(object):
     def __init__(self, action, task_vars, name):
         self.action = action
         self.name = name
-        self.source = helper_source(name)
+        self.source, suffix = helper_source(name)
         digest = hashlib.sha256(self.source).hexdigest()[:12]
-        self.remote = "%s/gpuops-%s-%s.py" % (HELPER_DIR, name, digest)
+        self.remote = "%s/gpuops-%s-%s%s" % (HELPER_DIR, name, digest, suffix)
         self.python = remote_python(action, task_vars)
+        # the task's `environment:` applies to the helper's Python as it does to a module
+        env = action._compute_environment_string()
+        self.interpreter = ("env %s %s" % (env, shlex.quote(self.python))) if env else shlex.quote(self.python)
         self.installed = False
 
     def _exec(self, cmd, data):
         # in_data is never empty: it keeps ssh from allocating a tty (which would mix stderr into stdout)
-        return self.action._low_level_execute_command(cmd, sudoable=True, in_data=data)
+        res = self.action._low_level_execute_command(cmd, sudoable=True, in_data=data)
+        if res.get("rc") == SSH_FAILED_RC and getattr(self.action._connection, "transport", "").endswith("ssh"):
+            raise AnsibleConnectionFailure("the connection to the node dropped during gpu.ops helper %s: %s"
+                                           % (self.name, (res.get("stderr") or "").strip()[-500:]))
+        return res
 
     def install(self):
         script = 'import sys,zlib;sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read()))'
         cmd = ('umask 077 && mkdir -p %s && f=%s && %s -c %s > "$f.tmp.$$" && mv -f "$f.tmp.$$" "$f"'
-               % (HELPER_DIR, self.remote, shlex.quote(self.python), shlex.quote(script)))
+               % (HELPER_DIR, self.remote, self.interpreter, shlex.quote(script)))
         res = self._exec(cmd, zlib.compress(self.source, 9))
         if res["rc"] == 127:
             raise HelperFailed("%s not found on the node: gpu.ops node helpers need Python >= %s "
@@ -80,7 +136,7 @@ class NodeHelper(object):
     def run(self, command, args, payload=b""):
         """Run ``command`` with ``args`` (JSON) and ``payload`` on stdin; return the parsed JSON answer."""
         data = json.dumps(args).encode("utf-8") + b"\n" + payload
-        cmd = 'f=%s; [ -f "$f" ] || exit %d; exec %s "$f" %s' % (self.remote, MISSING_RC, shlex.quote(self.python),
+        cmd = 'f=%s; [ -f "$f" ] || exit %d; exec %s "$f" %s' % (self.remote, MISSING_RC, self.interpreter,
                                                                  shlex.quote(command))
         res = self._exec(cmd, data)
         if res["rc"] == MISSING_RC and not self.installed:
@@ -122,3 +178,24 @@ def ssh_command(connection):
 def ssh_host(connection):
     host = connection.get_option("host") or getattr(connection, "host", None)
     return str(host)
+
+
+def stream_become(connection, what):
+    """The argv prefix that runs a stream's node side as the become user: [] without become.
+
+    rsync and tar streams run their own ssh next to the connection, so its become plugin never wraps them. They get
+    ``sudo`` the way ansible.posix.synchronize does it (``--rsync-path="sudo rsync"``): passwordless sudo only,
+    since a stream has no channel for a password prompt. Anything else is refused with what to do instead.
+    """
+    become = getattr(connection, "become", None)
+    if become is None:
+        return []
+    method = str(getattr(become, "name", "") or "").rsplit(".", 1)[-1]
+    if method != "sudo":
+        raise HelperFailed("%s cannot honour become_method=%s (its stream runs outside the connection); use "
+                           "become_method=sudo with passwordless sudo, or run it without become" % (what, method))
+    if become.get_option("become_pass"):  # expect_prompt() only knows once a command was built
+        raise HelperFailed("%s cannot answer a sudo password prompt (its stream runs outside the connection); "
+                           "allow passwordless sudo for this user, or run it without become" % what)
+    user = become.get_option("become_user") or "root"
+    return ["sudo", "-n", "-H", "-u", str(user)]

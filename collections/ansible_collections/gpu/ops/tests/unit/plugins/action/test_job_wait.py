@@ -108,14 +108,14 @@ def _action_with(outcomes):
     action._connection = _Conn()
     calls = []
 
-    def run_node_module(name, args, task_vars):
+    def run_helper(name, args, task_vars):
         calls.append(name)
         out = outcomes.pop(0)
         if isinstance(out, Exception):
             raise out
         return out
 
-    action._run_node_module = run_node_module
+    action._run_helper = run_helper
     return action, calls
 
 

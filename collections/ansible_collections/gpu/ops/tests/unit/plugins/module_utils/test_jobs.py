@@ -18,7 +18,6 @@ import pytest
 
 from ansible_collections.gpu.ops.plugins.module_utils import _job_runner as runner
 from ansible_collections.gpu.ops.plugins.module_utils import _jobs as jobs
-from ansible_collections.gpu.ops.plugins.module_utils._secret_env import REDACTED
 
 
 # ------------------------------------------------------------------------------------------------ ids and env
@@ -42,18 +41,6 @@ def test_env_names_are_checked_and_values_stringified():
 def test_session_names():
     assert jobs.session_name("j-1") == "bifrost-j-1"
     assert jobs.bootstrap_session_name("j-1") == "bifrost-j-1-bootstrap"
-
-
-class FakeModule(object):
-    def __init__(self, params):
-        self.params = params
-
-
-def test_hide_env_values_keeps_names_only():
-    m = FakeModule({"env": {"HF_TOKEN": "hf_secret", "NODE_RANK": "0"}, "job_id": "x"})
-    assert jobs.hide_env_values(m) == {"HF_TOKEN": "hf_secret", "NODE_RANK": "0"}
-    assert m.params["env"] == {"HF_TOKEN": REDACTED, "NODE_RANK": REDACTED}
-    assert "hf_secret" not in json.dumps(m.params)
 
 
 # ------------------------------------------------------------------------------------------------ bootstrap plan
@@ -255,12 +242,9 @@ def test_exit_status(code, expected):
 # ------------------------------------------------------------------------------------------------ the runner itself
 @pytest.fixture
 def installed(tmp_path):
-    """The runner as modules install it, plus a job dir factory."""
+    """The runner started from its own file (on a node: from the installed jobs helper), plus a job dir factory."""
     paths = jobs.Paths(str(tmp_path / "bifrost"))
-    assert jobs.install_runner(paths) is True
-    assert jobs.install_runner(paths) is False  # unchanged: not rewritten
-    with open(paths.runner) as fh:
-        assert fh.readline().startswith("#!")
+    assert paths.runner_argv == [sys.executable, os.path.abspath(runner.__file__)]
 
     def job(job_id, command, **spec):
         d = paths.job_dir(job_id)
@@ -275,7 +259,7 @@ def installed(tmp_path):
 
 
 def run_runner(paths, mode, job_dir, env=None):
-    return subprocess.Popen([sys.executable, paths.runner, mode, job_dir], stdout=subprocess.DEVNULL,
+    return subprocess.Popen(paths.runner_argv + [mode, job_dir], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env)
 
 

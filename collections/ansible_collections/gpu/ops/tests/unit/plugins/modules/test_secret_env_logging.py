@@ -15,7 +15,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpu.ops.plugins.module_utils._secret_env import REDACTED, opaque_env, redact_env
-from ansible_collections.gpu.ops.plugins.modules import gpu_instance, job, job_bootstrap, runpod_instance, vast_instance
+from ansible_collections.gpu.ops.plugins.modules import gpu_instance, runpod_instance, vast_instance
 
 SECRET = "hf_s3cr3t_value_that_must_not_be_logged"
 ENV = {"HF_TOKEN": SECRET, "NODE_RANK": "0", "PYTHONUNBUFFERED": "1"}
@@ -52,11 +52,6 @@ def run(module, capsys, args):
 
 
 CASES = {
-    # missing workdirs make the node modules fail after logging; that is enough to see the invocation
-    "job": (job, lambda tmp: {"job_id": "j1", "command": "true", "workdir": str(tmp / "none"),
-                              "root": str(tmp / "root")}),
-    "job_bootstrap": (job_bootstrap, lambda tmp: {"job_id": "j1", "workdir": str(tmp / "none"),
-                                                  "root": str(tmp / "root")}),
     # no API key: the instance modules fail before any request, after AnsibleModule logged its arguments
     "runpod_instance": (runpod_instance, lambda tmp: {"name": "n1", "gpu_type": "RTX 4090", "image": "img",
                                                       "runpod_api_key": None}),
@@ -88,7 +83,7 @@ def test_env_values_never_reach_the_journal(name, journal, capsys, tmp_path, mon
         assert invocation["env"] == dict((k, REDACTED) for k in ENV)
 
 
-@pytest.mark.parametrize("name", ["job", "runpod_instance"])
+@pytest.mark.parametrize("name", ["runpod_instance", "vast_instance"])
 def test_env_given_as_a_dict_is_not_logged_either(name, journal, capsys, tmp_path, monkeypatch):
     """Without the action plugin (a dict, not the opaque string) the values are still kept out of the log."""
     for var in ("RUNPOD_API_KEY", "VAST_API_KEY"):

@@ -22,11 +22,11 @@ def test_attach_command_local():
     assert ja.attach_command("bifrost-j1", local=True, host="ignored") == "tmux attach -t bifrost-j1"
 
 
-def test_redact_env_keeps_names():
-    res = {"invocation": {"module_args": {"env": {"HF_TOKEN": "hf_x", "RANK": "0"}, "job_id": "j"}}}
-    ja.redact_env(res)
-    assert res["invocation"]["module_args"] == {"env": {"HF_TOKEN": REDACTED, "RANK": REDACTED}, "job_id": "j"}
-    assert ja.redact_env({"changed": False}) == {"changed": False}
+def test_results_never_carry_env_values():
+    res = {"job": {"env": {"HF_TOKEN": "hf_x", "RANK": "0"}, "job_id": "j"}, "env": {"A": "1"}}
+    ja.hide_env_values(res)
+    assert res == {"job": {"env": {"HF_TOKEN": REDACTED, "RANK": REDACTED}, "job_id": "j"}, "env": {"A": REDACTED}}
+    assert ja.hide_env_values({"changed": False}) == {"changed": False}
 
 
 def test_format_duration():

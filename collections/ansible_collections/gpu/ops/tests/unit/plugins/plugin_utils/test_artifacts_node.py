@@ -2,7 +2,8 @@
 # Copyright: (c) 2026, gpu.ops maintainers
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""stage_artifacts module (node side) against a real HTTP server on loopback."""
+"""The node side of gpu.ops.stage_artifacts (``_artifacts_node.stage_all``, what the artifacts helper runs) against
+a real HTTP server on loopback."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-from ansible_collections.gpu.ops.plugins.modules import stage_artifacts
+from ansible_collections.gpu.ops.plugins.action.stage_artifacts import ARGUMENT_SPEC
+from ansible_collections.gpu.ops.plugins.module_utils._node_protocol import NodeError
+from ansible_collections.gpu.ops.plugins.plugin_utils import _artifacts_node
+
+DEFAULTS = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
 
 BODY = os.urandom(200000)
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -73,11 +77,14 @@ def dirs(tmp_path):
 
 
 def run(capsys, **args):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            stage_artifacts.main()
-    res = json.loads(capsys.readouterr().out)
-    res["_rc"] = exc.value.code
+    """The answer of the artifacts helper's ``stage`` as the action plugin gets it (with the action's defaults)."""
+    del capsys
+    try:
+        res = _artifacts_node.stage_all(dict(DEFAULTS, **args))
+    except NodeError as exc:
+        res = {"failed": True, "msg": str(exc)}
+    res = json.loads(json.dumps(res))  # the answer travels as one JSON line
+    res["_rc"] = 1 if res.get("failed") else 0
     return res
 
 
@@ -165,7 +172,7 @@ def test_corrupt_cache_is_refetched(server, dirs, capsys):
 
 
 def test_check_mode_plans_without_writing(server, dirs, capsys):
-    res = run(capsys, manifest=[art(server.url + "/ok")], _ansible_check_mode=True, **dirs)
+    res = run(capsys, manifest=[art(server.url + "/ok")], check_mode=True, **dirs)
     assert res["_rc"] == 0 and res["changed"] is True
     assert (res["artifacts"][0]["cache"], res["artifacts"][0]["link"]) == ("missing", "created")
     assert not os.path.exists(dirs["cache_dir"]) and os.listdir(dirs["link_dir"]) == [] and server.hits == {}
@@ -179,7 +186,7 @@ def test_node_local_sources_and_uploads(tmp_path, dirs, capsys):
     # a controller file: reported as needing upload, then taken from the upload (moved, not copied)
     other = hashlib.sha256(b"tok").hexdigest()
     manifest = [{"name": "tok", "src": "files/tok.json", "sha256": other, "dest": "tok.json"}]
-    plan = run(capsys, manifest=manifest, _ansible_check_mode=True, **dirs)
+    plan = run(capsys, manifest=manifest, check_mode=True, **dirs)
     assert plan["needs_upload"] == ["tok"]
     up = tmp_path / "upload"
     up.write_bytes(b"tok")

@@ -2,7 +2,8 @@
 # Copyright: gpu.ops contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""node_health_check main(): a stand-in nvidia-smi prints a fixture and exits with its code."""
+"""The node side of gpu.ops.node_health_check (``_health_node.check``, what the health helper runs on the node):
+a stand-in nvidia-smi prints a fixture and exits with its code."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import stat
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-from ansible_collections.gpu.ops.plugins.modules import node_health_check
+from ansible_collections.gpu.ops.plugins.action.node_health_check import ARGUMENT_SPEC
+from ansible_collections.gpu.ops.plugins.module_utils._node_protocol import NodeError
+from ansible_collections.gpu.ops.plugins.plugin_utils import _health_node
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "module_utils", "fixtures", "nvidia_smi")
+DEFAULTS = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
 
 
 def fake_smi(tmp_path, case=None, rc=0, body=None):
@@ -38,11 +41,14 @@ def fake_smi(tmp_path, case=None, rc=0, body=None):
 
 
 def run(capsys, **args):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            node_health_check.main()
-    res = json.loads(capsys.readouterr().out)
-    res["_rc"] = exc.value.code
+    """The answer as the action plugin gets it (the arguments with the action's defaults)."""
+    del capsys
+    try:
+        res = _health_node.check(dict(DEFAULTS, **args))
+    except NodeError as exc:
+        res = {"failed": True, "msg": str(exc)}
+    json.dumps(res)  # the answer travels as one JSON line
+    res["_rc"] = 1 if res.get("failed") else 0
     return res
 
 
@@ -125,7 +131,7 @@ def test_breaker_opens_on_third_failure_and_holds(tmp_path, capsys):
 
 def test_check_mode_writes_nothing(tmp_path, capsys):
     args = base(tmp_path, fake_smi(tmp_path, "1x_rtx4090.nounits"))
-    args["_ansible_check_mode"] = True
+    args["check_mode"] = True
     res = run(capsys, **args)
     assert res["_rc"] == 0 and res["breaker"]["failures_in_window"] == 0
     assert not os.path.exists(tmp_path / "health")
