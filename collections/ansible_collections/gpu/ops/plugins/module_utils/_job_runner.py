@@ -6,9 +6,10 @@
 
 This file has two lives:
 
-* a module_utils that gpu.ops modules import for the shared constants and small file helpers, and
-* the source of ``~/.bifrost/bin/bifrost-job`` which those modules install on the node (versioned by
-  ``RUNNER_VERSION`` and the file's hash) and start in tmux as ``<python> bifrost-job run|bootstrap JOB_DIR``.
+* a library that ``_jobs`` imports for the shared constants and small file helpers, and
+* the program in each job's tmux session, started from the installed ``jobs`` node helper (a zip application that
+  carries this file, see ``plugins/plugin_utils/_node_helper.py``) as ``<python> <helper> runner run|bootstrap
+  JOB_DIR`` (or, in unit tests, as ``<python> _job_runner.py run|bootstrap JOB_DIR``).
 
 It therefore uses the standard library only and runs on Python >= 3.9.
 
