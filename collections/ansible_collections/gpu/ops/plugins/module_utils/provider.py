@@ -134,7 +134,6 @@ class Provider:
     """
 
     name = "provider"
-    title = "Provider"  # for messages ("RunPod API ...")
     # connection options shared by every module (doc fragment gpu.ops.auth) and the inventory plugin
     options = ()
     # options of the inventory plugin only (beyond ``options``), for example the SSH user

@@ -100,7 +100,6 @@ def auth_message(err):
 
 class RunPodProvider(Provider):
     name = "runpod"
-    title = "RunPod"
     options = (
         ProviderOption("runpod_api_key", "RUNPOD_API_KEY", "api_key", secret=True),
         ProviderOption("runpod_api_url", "RUNPOD_API_URL", "api_url", default=DEFAULT_API_URL),

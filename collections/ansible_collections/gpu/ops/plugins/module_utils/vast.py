@@ -131,7 +131,6 @@ def _key_text(row):
 
 class VastProvider(Provider):
     name = "vast"
-    title = "Vast"
     options = (
         ProviderOption("vast_api_key", "VAST_API_KEY", "api_key", secret=True),
         ProviderOption("vast_api_url", "VAST_API_URL", "api_url", default=DEFAULT_API_URL),

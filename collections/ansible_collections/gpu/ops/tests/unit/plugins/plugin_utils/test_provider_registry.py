@@ -48,7 +48,6 @@ class Market:
 
 class FakeCloud(Provider):
     name = "fakecloud"
-    title = "FakeCloud"
     options = (
         ProviderOption("fakecloud_api_key", "FAKECLOUD_API_KEY", "api_key", secret=True),
         ProviderOption("fakecloud_api_url", "FAKECLOUD_API_URL", "api_url", default="mem://public"),
