@@ -15,11 +15,12 @@ import re
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.gpu.ops.plugins.module_utils import registry
 from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper
 
 ARGUMENT_SPEC = {
     "state": {"type": "str", "default": "present", "choices": ["present", "heartbeat", "absent", "status"]},
-    "provider": {"type": "str", "choices": ["runpod", "vast"]},
+    "provider": {"type": "str"},  # choices: the registry's providers (argument_spec())
     "instance_id": {"type": "str"},
     "run_id": {"type": "str"},
     "expires_at": {"type": "raw"},
@@ -30,6 +31,14 @@ ARGUMENT_SPEC = {
     "interval": {"type": "float", "default": 15.0},
     "stop_grace": {"type": "float", "default": 30.0},
 }
+
+
+def argument_spec():
+    spec = dict(ARGUMENT_SPEC)
+    spec["provider"] = dict(ARGUMENT_SPEC["provider"], choices=registry.names())
+    return spec
+
+
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -73,7 +82,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _valid, args = self.validate_argument_spec(argument_spec=argument_spec())
         try:
             command, payload = self._payload(args)
         except ValueError as exc:
@@ -98,13 +107,14 @@ class ActionModule(ActionBase):
         if state != "present":
             return {"heartbeat": "heartbeat", "absent": "disarm", "status": "status"}[state], {}
         if not args["provider"]:
-            raise ValueError("provider is required with state=present (runpod or vast)")
+            raise ValueError("provider is required with state=present (%s)" % " or ".join(registry.names()))
         return "arm", ActionModule._settings(args)
 
     @staticmethod
     def _settings(args):
         payload = {
-            "provider": args["provider"], "instance_id": args["instance_id"], "run_id": args["run_id"],
+            "provider": args["provider"], "destroy": registry.get(args["provider"]).instance_credential,
+            "instance_id": args["instance_id"], "run_id": args["run_id"],
             "expires_at": epoch(args["expires_at"], "expires_at"),
             "idle_timeout": seconds(args["idle_timeout"], "idle_timeout"),
             "started_at": epoch(args["started_at"], "started_at"),

@@ -32,11 +32,12 @@ options:
     type: str
     choices: [gpu.ops.cloud]
   providers:
-    description: The providers to list.
+    description:
+      - The providers to list, out of V(runpod) and V(vast) (and any provider registered with the collection's
+        provider registry).
+      - Every known provider when not set.
     type: list
     elements: str
-    choices: [runpod, vast]
-    default: [runpod, vast]
   runpod_api_key:
     description:
       - RunPod API key. May be a template, for example a vaulted variable.
@@ -153,11 +154,11 @@ except ImportError:  # ansible-core always ships jinja2; stay importable without
     _JinjaEnvironment = None
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils import registry
 from ansible_collections.gpu.ops.plugins.module_utils.provider import filter_instances
 
 display = Display()
 
-PROVIDER_GROUPS = ("runpod", "vast")
 ALL_GROUP = "gpu_nodes"
 PENDING_GROUP = "pending"
 _SAFE_HOST = re.compile(r"[^A-Za-z0-9._-]+")
@@ -185,15 +186,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise http.ApiError("the Python library 'requests' is required on the controller "
                                 "(pip install requests)", provider=name)
         timeout = float(self.get_option("api_timeout"))
-        if name == "runpod":
-            from ansible_collections.gpu.ops.plugins.module_utils.runpod import RunPodProvider
+        return registry.get(name).from_options(self._provider_opt, {"timeout": min(timeout, 30.0), "deadline": timeout})
 
-            return RunPodProvider(self._opt("runpod_api_key"), api_url=self._opt("runpod_api_url"),
-                                  timeout=min(timeout, 30.0), deadline=timeout)
-        from ansible_collections.gpu.ops.plugins.module_utils.vast import VastProvider
-
-        return VastProvider(self._opt("vast_api_key"), api_url=self._opt("vast_api_url"),
-                            ssh_user=self._opt("vast_ssh_user"), timeout=min(timeout, 30.0), deadline=timeout)
+    def _provider_opt(self, name):
+        """A provider's option as configured here; None for one this plugin does not document (a provider added
+        after this file was written: its environment variable and default apply)."""
+        if not self.has_option(name):
+            return None
+        return self._opt(name)
 
     # ------------------------------------------------------------------ constructed, memoized
     # Ansible compiles a compose/keyed_groups/groups expression anew for every host (~1-2 ms each), which
@@ -263,7 +263,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _fetch(self, path):
         """{provider: [instance dicts]} for every provider that answered; errors per provider."""
-        providers = list(dict.fromkeys(self.get_option("providers") or []))
+        providers = self._provider_names()
+        unknown = [p for p in providers if registry.find(p) is None]
+        if unknown:
+            raise AnsibleParserError("gpu.ops.cloud inventory %s: unknown provider(s) %s; known: %s" % (
+                path, ", ".join(unknown), ", ".join(registry.names())))
         results, errors = {}, {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(providers))) as pool:
             futures = {pool.submit(self._fetch_one, p): p for p in providers}
@@ -305,6 +309,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._template_names, self._memo_results = {}, {}
         self._populate(data)
 
+    def _provider_names(self):
+        return list(dict.fromkeys(self.get_option("providers") or registry.names()))
+
     def _selected(self, data):
         statuses = set(self.get_option("statuses") or [])
         for provider in data:
@@ -323,7 +330,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for r in rows:
             names[r.get("name") or ""] = names.get(r.get("name") or "", 0) + 1
         self.inventory.add_group(ALL_GROUP)
-        for g in PROVIDER_GROUPS:
+        for g in registry.names():  # every provider's group exists, listed or not
             self.inventory.add_group(g)
         if pending_mode == "group":
             self.inventory.add_group(PENDING_GROUP)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils import registry
 from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
 from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     ConfigError,
@@ -178,13 +179,14 @@ def offer_key(offer):
 
 
 def plan(offers, names):
-    """Check mode: which offer each missing name would get (RunPod offers repeat, Vast asks are one-shot)."""
+    """Check mode: which offer each missing name would get (a catalog offer repeats, a single-use one, such as a
+    market ask, is taken once)."""
     out = []
     queue = list(offers)
     for name in names:
         while queue:
             o = queue[0]
-            if o.provider == "vast":
+            if registry.single_use_offers(o.provider):
                 queue.pop(0)
             out.append({"name": name, "provider": o.provider, "offer_id": o.offer_id, "gpu_model": o.gpu_model,
                         "gpu_count": o.gpu_count, "price_per_hour": o.price_per_hour})
@@ -250,7 +252,7 @@ class Provisioner:
                 continue
             self.on_created(prov, inst)
             rec.update(outcome="created", instance_id=inst.id)
-            if offer.provider == "vast":  # an ask is rented once
+            if registry.single_use_offers(offer.provider):  # an ask is rented once
                 self.exhausted.add(offer_key(offer))
             self.log("%s created on %s offer %s as %s" % (name, offer.provider, offer.offer_id, inst.id))
             return (prov, inst, offer, rec)

@@ -230,7 +230,7 @@ class HttpClient:
 
     def __init__(self, base_url, api_key=None, provider="api", service="API", timeout=30.0, deadline=120.0,
                  max_retries=8, backoff_base=0.25, backoff_max=30.0, user_agent=USER_AGENT, classify=None,
-                 sleep=None, clock=None, session=None, extra_headers=None, budget=None):
+                 sleep=None, clock=None, session=None, extra_headers=None, budget=None, quota=None):
         if not HAS_REQUESTS:
             raise ApiError("the Python library 'requests' is required", category=ERROR, provider=provider)
         self.base_url = str(base_url or "").rstrip("/")
@@ -252,7 +252,7 @@ class HttpClient:
             self.session.headers.update(extra_headers)
         self.stats = {"requests": 0, "retries": 0, "slept": 0.0}
         self._rng = random.Random()
-        self.budget = budget if budget is not None else default_budget(provider, self.base_url, api_key)
+        self.budget = budget if budget is not None else default_budget(provider, self.base_url, api_key, quota)
 
     # ------------------------------------------------------------------ helpers
     def url(self, path):
@@ -406,11 +406,8 @@ def _never_sent(e):
 
 
 # ---------------------------------------------------------------------------- shared request budgets
-# Per-user request budgets (provider-apis.md 1.1, 2.2, 2.8). RunPod v2: 60 requests per minute per user; a
-# bucket of 10 refilled at 50 per minute never passes 60 in any 60 s window (and keeps to 3,000 per hour).
-# Vast documents no per-user figure, only per-endpoint minimum intervals and "poll every 10 s or more":
-# a guard of 1 request per second with bursts of 10 (per-instance polls are paced by ssh.API_POLL).
-QUOTAS = {"runpod": (50.0 / 60.0, 10.0), "vast": (1.0, 10.0)}
+# Per-user request budgets: each provider declares its own (``Provider.api_quota``, (requests per second, burst))
+# and passes it as ``quota``; every process of the user draws from one bucket per provider, account and API.
 QUOTA_ENV = "GPUOPS_API_QUOTAS"  # "off" disables budgets and poll floors (simulators only)
 QUOTA_DIR_ENV = "GPUOPS_API_QUOTA_DIR"
 
@@ -425,11 +422,12 @@ def quota_dir():
     return base
 
 
-def default_budget(provider, base_url, api_key):
-    """The shared budget of ``provider`` for this account (the key) at this API, or None."""
-    if provider not in QUOTAS or not quotas_enabled():
+def default_budget(provider, base_url, api_key, quota=None):
+    """The shared budget (``quota``: requests per second, burst) of ``provider`` for this account (the key) at
+    this API, or None without a quota."""
+    if not quota or not quotas_enabled():
         return None
-    rate, burst = QUOTAS[provider]
+    rate, burst = quota
     host = base_url.split("/")[2] if "//" in base_url else base_url
     account = hashlib.sha256(("%s\n%s" % (host, api_key or "")).encode("utf-8")).hexdigest()[:16]
     return SharedBudget(os.path.join(quota_dir(), "budget-%s-%s.json" % (provider, account)), rate, burst)

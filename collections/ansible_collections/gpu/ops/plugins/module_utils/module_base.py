@@ -6,7 +6,7 @@
 label handling, teardown with retries, and the state machine of the ``*_instance`` modules.
 
 PRIVATE to the collection: the API may change between releases. Everything that talks to a cloud
-lives in http/provider/runpod/vast (no Ansible there); this file is the thin Ansible layer.
+lives in http_client, provider and the provider files of the registry (no Ansible there); this file is the thin Ansible layer.
 """
 
 from __future__ import annotations
@@ -22,12 +22,7 @@ from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
 from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
 from ansible_collections.gpu.ops.plugins.module_utils._secret_env import hide_env
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, OfferFilters, make_labels, parse_ttl, utc_iso
-from ansible_collections.gpu.ops.plugins.module_utils.runpod import (
-    DEFAULT_API_URL as RUNPOD_API_URL,
-    DEFAULT_GRAPHQL_URL as RUNPOD_GRAPHQL_URL,
-    RunPodProvider,
-)
-from ansible_collections.gpu.ops.plugins.module_utils.vast import DEFAULT_API_URL as VAST_API_URL, VastProvider
+from ansible_collections.gpu.ops.plugins.module_utils import registry
 
 TEARDOWN_DEADLINE = 120.0
 
@@ -35,16 +30,20 @@ TEARDOWN_DEADLINE = 120.0
 def auth_argument_spec():
     """Connection options every gpu.ops module accepts (doc fragment gpu.ops.auth), so that one
     ``module_defaults: group/gpu.ops.all`` block serves every module."""
-    return dict(
-        runpod_api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["RUNPOD_API_KEY"])),
-        runpod_api_url=dict(type="str", default=RUNPOD_API_URL, fallback=(env_fallback, ["RUNPOD_API_URL"])),
-        runpod_graphql_url=dict(type="str", default=RUNPOD_GRAPHQL_URL,
-                                fallback=(env_fallback, ["RUNPOD_GRAPHQL_URL"])),
-        vast_api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["VAST_API_KEY"])),
-        vast_api_url=dict(type="str", default=VAST_API_URL, fallback=(env_fallback, ["VAST_API_URL"])),
-        api_timeout=dict(type="float", default=30.0),
-        api_deadline=dict(type="float", default=120.0),
-    )
+    spec = {}
+    for opt in registry.options():  # each provider's options, as it declares them
+        spec[opt.name] = dict(type="str", fallback=(env_fallback, [opt.env]))
+        if opt.secret:
+            spec[opt.name]["no_log"] = True
+        if opt.default is not None:
+            spec[opt.name]["default"] = opt.default
+    spec.update(api_timeout=dict(type="float", default=30.0), api_deadline=dict(type="float", default=120.0))
+    return spec
+
+
+def provider_choices():
+    """Choices of a module's ``providers`` / ``provider`` option: every registered provider."""
+    return registry.names()
 
 
 def instance_argument_spec():
@@ -79,8 +78,10 @@ def filter_argument_spec():
     )
 
 
-def vast_ssh_user_spec():
-    return dict(type="str", default="root", fallback=(env_fallback, ["VAST_SSH_USER"]))
+def ssh_user_spec():
+    """``ssh_user`` of the modules that make instances on providers that do not report the SSH user."""
+    return dict(type="str", default="root",
+                fallback=(env_fallback, [c.ssh_user_env for c in registry.classes() if c.ssh_user_env]))
 
 
 class GpuOpsModule:
@@ -106,25 +107,15 @@ class GpuOpsModule:
         return {"timeout": self.params["api_timeout"], "deadline": self.params["api_deadline"]}
 
     def provider(self, name, **kw):
+        """The provider ``name`` built from this module's options (``kw``: e.g. ssh_user, where it takes it)."""
         if name not in self._providers:
-            p = self.params
-            if name == "runpod":
-                self._providers[name] = RunPodProvider(p["runpod_api_key"], p["runpod_api_url"],
-                                                       p["runpod_graphql_url"], **self.client_kw())
-            elif name == "vast":
-                self._providers[name] = VastProvider(p["vast_api_key"], p["vast_api_url"], ssh_user=kw.get("ssh_user"),
-                                                     **self.client_kw())
-            else:
-                raise ConfigError("unknown provider %r" % name)
+            self._providers[name] = registry.get(name).from_params(self.params, self.client_kw(), **kw)
         return self._providers[name]
 
     def configured_providers(self):
-        out = []
-        if self.params.get("runpod_api_key"):
-            out.append("runpod")
-        if self.params.get("vast_api_key"):
-            out.append("vast")
-        return out
+        """The providers whose API key is set, in registry order."""
+        return [cls.name for cls in registry.classes() if cls.key_option() is not None and
+                cls.configured(self.params.get)]
 
     def api_requests(self):
         n = 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
+import os
 import re
 
 from ansible_collections.gpu.ops.plugins.module_utils.http_client import ApiError
@@ -106,10 +107,121 @@ class Offer:
             self.provider, self.offer_id, self.gpu_model, self.gpu_count, self.price_per_hour)
 
 
+class ProviderOption:
+    """One connection option of a provider: the module (and inventory) option ``name``, the environment variable
+    ``env`` it falls back to, the constructor keyword ``kwarg``, its ``default``; ``secret`` marks the API key
+    (``no_log``; a provider counts as configured when it is set)."""
+
+    __slots__ = ("name", "env", "kwarg", "default", "secret")
+
+    def __init__(self, name, env, kwarg, default=None, secret=False):
+        self.name = name
+        self.env = env
+        self.kwarg = kwarg
+        self.default = default
+        self.secret = secret
+
+    def __repr__(self):
+        return "ProviderOption(%s)" % self.name
+
+
 class Provider:
-    """The interface. Adapters raise :class:`ApiError` (with a category) and never touch Ansible."""
+    """The interface. Adapters raise :class:`ApiError` (with a category) and never touch Ansible.
+
+    Everything the generic code needs to know about a provider is declared here, on the class, so that a
+    provider's name appears in its own files only (and once in the registry's list of built-in providers,
+    ``registry.BUILTIN``). See docs/design-notes.md, "Adding a provider".
+    """
 
     name = "provider"
+    # connection options shared by every module (doc fragment gpu.ops.auth) and the inventory plugin
+    options = ()
+    # options of the inventory plugin only (beyond ``options``), for example the SSH user
+    inventory_options = ()
+    # constructor keywords a module may pass to :meth:`from_params` besides the options (for example ssh_user)
+    extra_kwargs = ()
+    # the environment variable of the SSH user when the API does not report one (modules' ``ssh_user``)
+    ssh_user_env = None
+    # an offer can be rented once (a market ask), not again and again (a catalog entry)
+    single_use_offers = False
+    # per-user request budget shared by every process of the user: (requests per second, burst), or None
+    api_quota = None
+    # (first delay, steady interval) in seconds of API polls of one instance, or None: the caller's interval
+    api_poll = None
+    # the watchdog on the node destroys its own instance with the credential the provider gives the instance:
+    # {"key_env", "id_env", "url_env", "public_url", "destroy_path" (with %s for the id), "destroy_body"
+    # (a JSON text or None)}; None when the provider gives instances no credential
+    instance_credential = None
+    # how the local simulator serves this provider: {environment variable: path under the simulator's base
+    # URL} for every URL option, as ``gpuops-sim start`` exports them
+    simulator_urls = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def key_option(cls):
+        """The option holding the API key (the first secret one), or None."""
+        return next((o for o in cls.options if o.secret), None)
+
+    @classmethod
+    def configured(cls, get):
+        """True when the API key is set; ``get(option name)`` reads an option."""
+        key = cls.key_option()
+        return bool(key is None or get(key.name))
+
+    @classmethod
+    def from_params(cls, params, client_kw=None, **extra):
+        """An instance from module parameters (``params`` holds every option, its fallback already applied)."""
+        kw = {o.kwarg: params.get(o.name) for o in cls.options}
+        kw.update((k, v) for k, v in extra.items() if k in cls.extra_kwargs)
+        kw.update(client_kw or {})
+        return cls(**kw)
+
+    @classmethod
+    def from_env(cls, environ, client_kw=None):
+        """An instance from environment variables alone (the controller's), or None when the key is not set."""
+        key = cls.key_option()
+        if key is not None and not environ.get(key.env):
+            return None
+        kw = {o.kwarg: environ.get(o.env) or o.default for o in cls.options}
+        kw.update(client_kw or {})
+        return cls(**kw)
+
+    @classmethod
+    def from_options(cls, get, client_kw=None):
+        """An instance from plugin options: ``get(option name)`` returns the value, or None when the plugin does
+        not document the option (then the environment variable, then the default, apply)."""
+        kw = {}
+        for o in tuple(cls.options) + tuple(cls.inventory_options):
+            value = get(o.name)
+            if value is None:
+                value = (os.environ.get(o.env) if o.env else None) or o.default
+            kw[o.kwarg] = value
+        kw.update(client_kw or {})
+        return cls(**kw)
+
+    # ------------------------------------------------------------------ labels
+    @classmethod
+    def encode_labels(cls, name, labels):
+        """The instance name and ownership labels in the provider's own create fields (a dict). Default: one
+        free-text label ``<name>;run_id=<r>;owner=<o>;expires_at=<iso>``."""
+        return {"label": encode_name_label(name, labels)}
+
+    @classmethod
+    def decode_labels(cls, row):
+        """(name, labels) from one instance as the provider's API returns it (inverse of :meth:`encode_labels`)."""
+        return decode_name_label(row.get("label"))
+
+    # ------------------------------------------------------------------ hooks of the generic modules
+    def create_ports(self, ports):
+        """gpu.ops.gpu_instance ``ports`` (ints) in the form the provider's create spec takes."""
+        return list(ports)
+
+    def configure_task(self, params):
+        """Read the module parameters a provider acts on beyond its options (gpu.ops.gpu_instance)."""
+
+    def task_results(self):
+        """Extra result keys of gpu.ops.gpu_instance; the values may be filled while the task runs."""
+        return {}
 
     def find_offers(self, filters):
         """Offers matching an :class:`OfferFilters`, unsorted."""
@@ -323,14 +435,14 @@ def labels_from_env(env):
     return {k: env[e] for k, e in LABEL_ENV.items() if env.get(e)}
 
 
-def encode_vast_label(name, labels):
-    """Vast label: ``<name>;run_id=<r>;owner=<o>;expires_at=<iso>`` (plain ``<name>`` without labels)."""
+def encode_name_label(name, labels):
+    """One free-text label: ``<name>;run_id=<r>;owner=<o>;expires_at=<iso>`` (plain ``<name>`` without labels)."""
     parts = [name] + ["%s=%s" % (k, labels[k]) for k in LABEL_KEYS if labels.get(k)]
     return ";".join(parts)
 
 
-def decode_vast_label(label):
-    """(name, labels) from a Vast label written by :func:`encode_vast_label`; foreign labels are names."""
+def decode_name_label(label):
+    """(name, labels) from a label written by :func:`encode_name_label`; foreign labels are names."""
     if not label:
         return "", {}
     parts = str(label).split(";")

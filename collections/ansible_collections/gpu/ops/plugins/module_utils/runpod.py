@@ -20,6 +20,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     Instance,
     Offer,
     Provider,
+    ProviderOption,
     bill_record,
     canonical_gpu_model,
     dc_country,
@@ -85,6 +86,13 @@ def classify_graphql_message(message):
     return http.INVALID_REQUEST
 
 
+def _env_of(pod):
+    env = pod.get("env") or {}
+    if isinstance(env, list):  # GraphQL shape ["K=V"]
+        env = dict(e.split("=", 1) for e in env if "=" in e)
+    return env
+
+
 def auth_message(err):
     return ("RunPod API key rejected (HTTP %s: %s). Set runpod_api_key or RUNPOD_API_KEY to a valid key with "
             "read/write scope." % (err.status, err.message.split(": ", 2)[-1]))
@@ -92,16 +100,31 @@ def auth_message(err):
 
 class RunPodProvider(Provider):
     name = "runpod"
+    options = (
+        ProviderOption("runpod_api_key", "RUNPOD_API_KEY", "api_key", secret=True),
+        ProviderOption("runpod_api_url", "RUNPOD_API_URL", "api_url", default=DEFAULT_API_URL),
+        ProviderOption("runpod_graphql_url", "RUNPOD_GRAPHQL_URL", "graphql_url", default=DEFAULT_GRAPHQL_URL),
+    )
+    single_use_offers = False  # an offer is a GPU type in a cloud: rent it as often as there is stock
+    # provider-apis.md 1.1: 60 requests per minute per user; a bucket of 10 refilled at 50 per minute never
+    # passes 60 in any 60 s window (and keeps to 3,000 per hour)
+    api_quota = (50.0 / 60.0, 10.0)
+    api_poll = (0.5, 2.0)
+    # the pod-scoped key RunPod puts in every pod, and its id
+    instance_credential = {"key_env": "RUNPOD_API_KEY", "id_env": "RUNPOD_POD_ID", "url_env": "RUNPOD_API_URL",
+                           "public_url": DEFAULT_API_URL, "destroy_path": "/pods/%s", "destroy_body": None}
+    simulator_urls = {"RUNPOD_API_URL": "/v2", "RUNPOD_GRAPHQL_URL": "/graphql"}
 
     def __init__(self, api_key, api_url=None, graphql_url=None, timeout=30.0, deadline=120.0, **client_kw):
         if not api_key:
             raise ConfigError("no RunPod API key: set runpod_api_key or the RUNPOD_API_KEY environment variable")
         self.api_key = api_key
         self.rest = http.HttpClient(api_url or DEFAULT_API_URL, api_key, provider="runpod", service="RunPod API",
-                                    timeout=timeout, deadline=deadline, classify=classify, **client_kw)
+                                    timeout=timeout, deadline=deadline, classify=classify, quota=self.api_quota,
+                                    **client_kw)
         self.gql = http.HttpClient(graphql_url or DEFAULT_GRAPHQL_URL, api_key, provider="runpod",
                                    service="RunPod GraphQL", timeout=timeout, deadline=deadline, classify=classify,
-                                   **client_kw)
+                                   quota=self.api_quota, **client_kw)
         self._catalog = None
 
     @property
@@ -135,20 +158,32 @@ class RunPodProvider(Provider):
                                 details={"errors": errors[:5]})
         return body.get("data") or {}
 
+    # ------------------------------------------------------------------ labels
+    @classmethod
+    def encode_labels(cls, name, labels):
+        """RunPod has no labels: the name is the pod name, the labels travel as pod env vars."""
+        return {"name": name, "env": labels_to_env(labels)}
+
+    @classmethod
+    def decode_labels(cls, row):
+        return row.get("name"), labels_from_env(_env_of(row))
+
+    def create_ports(self, ports):
+        return ["%d/tcp" % port for port in ports]
+
     # ------------------------------------------------------------------ normalization
     def to_instance(self, pod):
-        env = pod.get("env") or {}
-        if isinstance(env, list):  # GraphQL shape ["K=V"]
-            env = dict(e.split("=", 1) for e in env if "=" in e)
+        env = _env_of(pod)
+        name, labels = self.decode_labels(pod)
         ssh = (pod.get("ssh") or {}).get("direct") or None
         gpu = pod.get("gpu") or {}
         status = STATUS_MAP.get(str(pod.get("status") or "").upper(), "error")
         return Instance(
-            id=pod.get("id"), name=pod.get("name"), provider="runpod", status=status,
+            id=pod.get("id"), name=name, provider=self.name, status=status,
             ssh_host=ssh.get("host") if ssh else None, ssh_port=int(ssh["port"]) if ssh and ssh.get("port") else None,
             ssh_user=ssh.get("username") if ssh else None, gpu_type=gpu.get("id"),
             gpu_count=gpu.get("count"), price_per_hour=pod.get("cost"),
-            interruptible=env.get(INTERRUPTIBLE_ENV) == "1", labels=labels_from_env(env),
+            interruptible=env.get(INTERRUPTIBLE_ENV) == "1", labels=labels,
             created_at=pod.get("createdAt"), provider_status=pod.get("status"), image=pod.get("image"),
             region=pod.get("dataCenterId"), offer_id=None, status_message=None,
         )
@@ -259,7 +294,7 @@ class RunPodProvider(Provider):
         env = dict(spec.get("env") or {})
         if spec.get("public_key"):
             env["PUBLIC_KEY"] = spec["public_key"]
-        env.update(labels_to_env(spec.get("labels") or {}))
+        env.update(self.encode_labels(spec["name"], spec.get("labels") or {})["env"])
         ports = list(spec.get("ports") or [])
         if "22/tcp" not in ports:
             ports.append("22/tcp")

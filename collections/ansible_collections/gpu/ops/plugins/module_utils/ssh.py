@@ -26,6 +26,7 @@ import stat
 import struct
 import time
 
+from ansible_collections.gpu.ops.plugins.module_utils import registry
 from ansible_collections.gpu.ops.plugins.module_utils.http_client import quotas_enabled
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError
 
@@ -326,17 +327,17 @@ class Target:
 
 
 # Seconds between API polls of one instance (first poll, then the steady interval), within the vendors'
-# budgets (provider-apis.md 1.1 and 2.8): RunPod allows 60 requests per minute per user, Vast asks for no
-# more than one poll per ~10 s per instance. Many instances of one provider share one listing per poll.
+# budgets: each provider declares its pacing (``Provider.api_poll``, for example one poll per ~10 s per
+# instance). Many instances of one provider share one listing per poll.
 # With GPUOPS_API_QUOTAS=off (simulators) the module's poll_interval alone applies.
-API_POLL = {"runpod": (0.5, 2.0), "vast": (10.0, 10.0)}
 PROBE_INTERVAL = 0.5  # TCP/SSH probes once an address is known: no API call, so they may be quick
 NO_MAPPING_GRACE = 60.0  # RUNNING without a direct SSH mapping for this long: the host has no public IP
 
 
 def api_poll_schedule(provider, poll_interval, quotas=True):
     """(first delay, steady interval) of API polls for one instance of ``provider``."""
-    first, steady = API_POLL.get(provider, (0.1, poll_interval)) if quotas else (0.1, poll_interval)
+    pacing = registry.api_poll(provider) if quotas else None
+    first, steady = pacing or (0.1, poll_interval)
     return min(first, max(steady, poll_interval)), max(steady, poll_interval)
 
 
@@ -481,7 +482,7 @@ class Waiter:
         self.end = self.start + self.timeout
         for t in targets:
             t.next_at = self.start
-            if self.quotas and t.instance.provider in API_POLL:
+            if self.quotas and registry.api_poll(t.instance.provider):
                 # the instance was just read (created or listed): that read is the first poll of its quota
                 t.last_api = self.start
                 self._schedule_api(t, self.start)

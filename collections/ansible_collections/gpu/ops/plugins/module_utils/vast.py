@@ -7,7 +7,7 @@
 PRIVATE to the collection: the API may change between releases.
 
 Labels: the Vast label holds the instance name and the ownership labels,
-``<name>;run_id=<r>;owner=<o>;expires_at=<iso>`` (see provider.encode_vast_label); they are also
+``<name>;run_id=<r>;owner=<o>;expires_at=<iso>`` (see provider.encode_name_label); they are also
 passed to the container as ``GPUOPS_*`` env vars. SSH: the direct pair only, ``public_ipaddr``
 (stripped) + ``ports["22/tcp"][0]["HostPort"]``; the proxy pair (``ssh_host``/``ssh_port``) is used
 only for an instance that has no direct mapping at all, and the two are never mixed. The SSH user is
@@ -27,11 +27,10 @@ from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     Offer,
     OfferFilters,
     Provider,
+    ProviderOption,
     bill_record,
     canonical_gpu_model,
-    decode_vast_label,
     gpu_matches,
-    encode_vast_label,
     labels_to_env,
     not_billed,
     reconcile_ambiguous,
@@ -132,6 +131,23 @@ def _key_text(row):
 
 class VastProvider(Provider):
     name = "vast"
+    options = (
+        ProviderOption("vast_api_key", "VAST_API_KEY", "api_key", secret=True),
+        ProviderOption("vast_api_url", "VAST_API_URL", "api_url", default=DEFAULT_API_URL),
+    )
+    inventory_options = (ProviderOption("vast_ssh_user", "VAST_SSH_USER", "ssh_user", default="root"),)
+    extra_kwargs = ("ssh_user",)
+    ssh_user_env = "VAST_SSH_USER"  # Vast does not report the SSH user; it is root on Vast images
+    single_use_offers = True  # an offer is one machine's ask: rented once
+    # provider-apis.md 2.2, 2.8: no per-user figure, only per-endpoint minimum intervals and "poll every 10 s
+    # or more": a guard of 1 request per second with bursts of 10, and one poll per 10 s per instance
+    api_quota = (1.0, 10.0)
+    api_poll = (10.0, 10.0)
+    # the container's own key (CONTAINER_API_KEY) and id; DELETE wants a JSON body
+    instance_credential = {"key_env": "CONTAINER_API_KEY", "id_env": "CONTAINER_ID", "url_env": "VAST_API_URL",
+                           "public_url": DEFAULT_API_URL, "destroy_path": "/api/v0/instances/%s/",
+                           "destroy_body": "{}"}
+    simulator_urls = {"VAST_API_URL": ""}
 
     def __init__(self, api_key, api_url=None, ssh_user=None, timeout=30.0, deadline=120.0, **client_kw):
         if not api_key:
@@ -142,11 +158,20 @@ class VastProvider(Provider):
         self.key_reports = {}  # instance id -> how its SSH key was put on it (see put_key_on)
         self.removed_account_keys = []
         self.client = http.HttpClient(api_url or DEFAULT_API_URL, api_key, provider="vast", service="Vast API",
-                                      timeout=timeout, deadline=deadline, classify=classify, **client_kw)
+                                      timeout=timeout, deadline=deadline, classify=classify, quota=self.api_quota,
+                                      **client_kw)
 
     @property
     def clients(self):
         return (self.client,)
+
+    # ------------------------------------------------------------------ hooks of gpu.ops.gpu_instance
+    def configure_task(self, params):
+        self.keep_account_keys = bool(params.get("keep_account_key"))
+
+    def task_results(self):
+        """How each new instance got its SSH key, and the account keys removed (filled as the task runs)."""
+        return {"vast_ssh_keys": self.key_reports, "account_keys_removed": self.removed_account_keys}
 
     def _call(self, method, path, **kw):
         try:
@@ -158,7 +183,7 @@ class VastProvider(Provider):
 
     # ------------------------------------------------------------------ normalization
     def to_instance(self, row):
-        name, labels = decode_vast_label(row.get("label"))
+        name, labels = self.decode_labels(row)
         ports = row.get("ports") or {}
         host = port = None
         direct = ports.get("22/tcp") if isinstance(ports, dict) else None
@@ -329,7 +354,7 @@ class VastProvider(Provider):
         onstart = NO_AUTO_TMUX
         if spec.get("onstart"):
             onstart = "%s\n%s" % (NO_AUTO_TMUX, spec["onstart"])
-        body = {"image": spec["image"], "label": encode_vast_label(spec["name"], spec.get("labels") or {}),
+        body = {"image": spec["image"], "label": self.encode_labels(spec["name"], spec.get("labels") or {})["label"],
                 "disk": float(spec.get("disk_gb") or 20), "runtype": "ssh_direct",
                 "env": docker_env(env, ["22"] + [str(p) for p in spec.get("ports") or [] if str(p) != "22"]),
                 "onstart": onstart, "cancel_unavail": True}
@@ -439,7 +464,7 @@ class VastProvider(Provider):
             for e in self.charges(day, min(until, day + 86400) - 1):
                 iid = self.charge_instance_id(e)
                 if iid:
-                    name, labels = decode_vast_label((e.get("metadata") or {}).get("label"))
+                    name, labels = self.decode_labels(e.get("metadata") or {})
                     out.append(bill_record("vast", iid, utc_iso(day)[:10], e.get("amount") or 0.0, name=name or None,
                                            labels=labels))
             day += 86400

@@ -290,7 +290,7 @@ api_requests:
 
 import re
 
-from ansible_collections.gpu.ops.plugins.module_utils import fleet
+from ansible_collections.gpu.ops.plugins.module_utils import fleet, registry
 from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
 from ansible_collections.gpu.ops.plugins.module_utils._secret_env import env_option
 from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
@@ -298,7 +298,8 @@ from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     filter_argument_spec,
     instance_argument_spec,
     instance_result,
-    vast_ssh_user_spec,
+    provider_choices,
+    ssh_user_spec,
 )
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, validate_name
 
@@ -315,13 +316,12 @@ class GpuInstance:
     def providers(self):
         names = self.p.get("providers") or self.m.configured_providers()
         if not names:
-            raise ConfigError("no provider configured: set runpod_api_key/RUNPOD_API_KEY or vast_api_key/VAST_API_KEY")
+            raise ConfigError("no provider configured: set %s" % registry.key_hint())
         out = {n: self.m.provider(n, ssh_user=self.p["ssh_user"]) for n in names}
-        if "vast" in out:
-            out["vast"].keep_account_keys = self.p["keep_account_key"]
+        for prov in out.values():
+            prov.configure_task(self.p)
             # filled as instances are made and destroyed; returned with whatever result the task ends with
-            self.m.result["vast_ssh_keys"] = out["vast"].key_reports
-            self.m.result["account_keys_removed"] = out["vast"].removed_account_keys
+            self.m.result.update(prov.task_results())
         return out
 
     def existing(self, providers, pattern):
@@ -362,7 +362,7 @@ class GpuInstance:
                            kept=kept)
 
     # ------------------------------------------------------------------ present
-    def spec_for(self, labels, public_key):
+    def spec_for(self, providers, labels, public_key):
         p = self.p
 
         def build(name, offer):
@@ -371,10 +371,7 @@ class GpuInstance:
             spec = {"name": name, "image": image, "disk_gb": p["disk_gb"], "env": env, "public_key": public_key,
                     "labels": labels, "min_cuda_version": p.get("min_cuda_version"),
                     "regions_requested": bool(p.get("regions"))}
-            if offer.provider == "runpod":
-                spec["ports"] = ["%d/tcp" % port for port in p["ports"]]
-            else:
-                spec["ports"] = list(p["ports"])
+            spec["ports"] = providers[offer.provider].create_ports(p["ports"])
             return spec
         return build
 
@@ -447,7 +444,7 @@ class GpuInstance:
         waiter = None
         if p["wait"]:
             waiter = sshu.Waiter(p["wait_timeout"], p["poll_interval"], ssh=ssh_opts, log=m.log)
-        prov = fleet.Provisioner(providers, offers, self.spec_for(labels, public_key),
+        prov = fleet.Provisioner(providers, offers, self.spec_for(providers, labels, public_key),
                                  on_created=lambda pr, i: m.created.append((pr, i)), destroy=self.destroy,
                                  waiter=waiter, max_attempts=p["max_attempts"], log=m.log)
         m.result["attempts"] = prov.attempts
@@ -506,7 +503,7 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         names=dict(type="list", elements="str"),
         exclude_offers=dict(type="list", elements="str", default=[]),
-        providers=dict(type="list", elements="str", choices=["runpod", "vast"]),
+        providers=dict(type="list", elements="str", choices=provider_choices()),
         cloud_type=dict(type="str", choices=["SECURE", "COMMUNITY"]),
         sort_by=dict(type="str", default="price", choices=["price", "price_per_gpu", "reliability", "vram"]),
         max_attempts=dict(type="int", default=10),
@@ -515,7 +512,7 @@ def main():
         disk_gb=dict(type="int", default=20),
         env=env_option(),
         ports=dict(type="list", elements="int", default=[]),
-        ssh_user=vast_ssh_user_spec(),
+        ssh_user=ssh_user_spec(),
         keep_account_key=dict(type="bool", default=False),
     )
     spec.update(instance_argument_spec())

@@ -207,14 +207,14 @@ api_requests:
   sample: 3
 """
 
-from ansible_collections.gpu.ops.plugins.module_utils import fleet
-from ansible_collections.gpu.ops.plugins.module_utils.module_base import GpuOpsModule, filter_argument_spec
+from ansible_collections.gpu.ops.plugins.module_utils import fleet, registry
+from ansible_collections.gpu.ops.plugins.module_utils.module_base import GpuOpsModule, filter_argument_spec, provider_choices
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError
 
 
 def main():
     spec = dict(
-        providers=dict(type="list", elements="str", choices=["runpod", "vast"]),
+        providers=dict(type="list", elements="str", choices=provider_choices()),
         cloud_type=dict(type="str", choices=["SECURE", "COMMUNITY"]),
         sort_by=dict(type="str", default="price", choices=["price", "price_per_gpu", "reliability", "vram"]),
         limit=dict(type="int", default=50),
@@ -228,7 +228,7 @@ def main():
             raise ConfigError("limit must be 0 (all) or more")
         names = p.get("providers") or m.configured_providers()
         if not names:
-            raise ConfigError("no provider to search: set runpod_api_key/RUNPOD_API_KEY or vast_api_key/VAST_API_KEY")
+            raise ConfigError("no provider to search: set %s" % registry.key_hint())
         filters = m.filters(cloud_type=p.get("cloud_type"))
         filters.min_disk_gb = None
         providers = {n: m.provider(n) for n in names}

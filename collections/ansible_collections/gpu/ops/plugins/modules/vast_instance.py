@@ -299,7 +299,7 @@ from ansible_collections.gpu.ops.plugins.module_utils.module_base import (
     InstanceStateMachine,
     filter_argument_spec,
     instance_argument_spec,
-    vast_ssh_user_spec,
+    ssh_user_spec,
 )
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, gpu_matches, rank_offers, validate_name
 
@@ -397,7 +397,7 @@ def main():
         ports=dict(type="list", elements="int", default=[]),
         onstart=dict(type="str"),
         bid_price=dict(type="float"),
-        ssh_user=vast_ssh_user_spec(),
+        ssh_user=ssh_user_spec(),
         keep_account_key=dict(type="bool", default=False),
     )
     spec.update(instance_argument_spec())

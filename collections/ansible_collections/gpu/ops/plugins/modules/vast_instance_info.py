@@ -98,7 +98,7 @@ api_requests:
   sample: 2
 """
 
-from ansible_collections.gpu.ops.plugins.module_utils.module_base import GpuOpsModule, vast_ssh_user_spec
+from ansible_collections.gpu.ops.plugins.module_utils.module_base import GpuOpsModule, ssh_user_spec
 from ansible_collections.gpu.ops.plugins.module_utils.provider import filter_instances
 
 
@@ -110,7 +110,7 @@ def main():
         run_id=dict(type="str"),
         owner=dict(type="str"),
         statuses=dict(type="list", elements="str", choices=["pending", "running", "stopped", "error"]),
-        ssh_user=vast_ssh_user_spec(),
+        ssh_user=ssh_user_spec(),
     ), supports_check_mode=True)
 
     def run():

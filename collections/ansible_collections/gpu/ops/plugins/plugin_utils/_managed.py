@@ -108,17 +108,11 @@ def provider_state(provider, instance_id, environ):
 
 
 def _provider(name, environ):
-    from ansible_collections.gpu.ops.plugins.module_utils import runpod, vast
+    """The provider ``name`` built from the controller's environment, or None (unknown, or no API key)."""
+    from ansible_collections.gpu.ops.plugins.module_utils import registry
 
-    if name == "runpod" and environ.get("RUNPOD_API_KEY"):
-        return runpod.RunPodProvider(environ["RUNPOD_API_KEY"],
-                                     api_url=environ.get("RUNPOD_API_URL") or runpod.DEFAULT_API_URL,
-                                     graphql_url=environ.get("RUNPOD_GRAPHQL_URL") or runpod.DEFAULT_GRAPHQL_URL,
-                                     timeout=10.0, deadline=20.0)
-    if name == "vast" and environ.get("VAST_API_KEY"):
-        return vast.VastProvider(environ["VAST_API_KEY"], api_url=environ.get("VAST_API_URL") or vast.DEFAULT_API_URL,
-                                 timeout=10.0, deadline=20.0)
-    return None
+    cls = registry.find(name)
+    return cls.from_env(environ, {"timeout": 10.0, "deadline": 20.0}) if cls is not None else None
 
 
 def recovery_lines(recoveries):

@@ -24,6 +24,7 @@ import secrets
 import subprocess
 import time
 
+from ansible_collections.gpu.ops.plugins.module_utils import registry
 from ansible_collections.gpu.ops.plugins.module_utils.provider import parse_ttl, utc_iso
 
 # every key of the run spec with its type and default; the module doc (plugins/modules/run_spec.py) says what
@@ -84,7 +85,6 @@ MAX_RESTARTS = 3
 FINAL_STATUSES = ("succeeded", "failed", "budget_exceeded", "preempted", "cancelled")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
-PROVIDER_KEY_ENV = {"runpod": "RUNPOD_API_KEY", "vast": "VAST_API_KEY"}
 
 
 class SpecError(Exception):
@@ -204,23 +204,29 @@ def _check_workdir(s):
     return []
 
 
+def provider_key_env():
+    """{provider: the environment variable of its API key} for every provider in the registry."""
+    return {cls.name: cls.key_option().env for cls in registry.classes() if cls.key_option() is not None}
+
+
 def _check_cloud(s, environ):
     problems = []
+    key_env = provider_key_env()
     if not s["gpu"]:
         problems.append("gpu is required for target cloud (for example gpu: [RTX 4090])")
-    unknown = [p for p in s["providers"] if p not in PROVIDER_KEY_ENV]
+    unknown = [p for p in s["providers"] if p not in key_env]
     if unknown:
-        problems.append("unknown provider(s) %s; known: %s" % (", ".join(unknown), ", ".join(PROVIDER_KEY_ENV)))
-    wanted = [p for p in s["providers"] if p in PROVIDER_KEY_ENV] or list(PROVIDER_KEY_ENV)
-    keyed = [p for p in wanted if environ.get(PROVIDER_KEY_ENV[p])]
+        problems.append("unknown provider(s) %s; known: %s" % (", ".join(unknown), ", ".join(key_env)))
+    wanted = [p for p in s["providers"] if p in key_env] or list(key_env)
+    keyed = [p for p in wanted if environ.get(key_env[p])]
     if not keyed:
         problems.append("no API key for %s: set %s in the environment (for the local simulator: "
                         "eval \"$(gpuops-sim start)\")" % (" or ".join(wanted), " or ".join(
-                            PROVIDER_KEY_ENV[p] for p in wanted)))
+                            key_env[p] for p in wanted)))
     elif s["providers"] and len(keyed) < len(wanted):
         missing = [p for p in wanted if p not in keyed]
         problems.append("providers lists %s but %s is not set" % (
-            ", ".join(missing), ", ".join(PROVIDER_KEY_ENV[p] for p in missing)))
+            ", ".join(missing), ", ".join(key_env[p] for p in missing)))
     s["providers"] = keyed
     problems += check_key(s["ssh_private_key_file"])
     return problems

@@ -48,13 +48,12 @@ RESUME = os.path.join(ROOT, "bin", "gpuops-watchdog-resume")
 ACTIVE = ("starting", "bootstrapping", "running")
 FINAL = ("succeeded", "failed", "bootstrap_failed", "bootstrap_timeout", "killed")
 CONFIG_KEYS = ("provider", "instance_id", "run_id", "expires_at", "idle_timeout", "max_cost", "price_per_hour",
-               "started_at", "interval", "stop_grace")
-PROVIDERS = {
-    # provider: (key variable, id variable, URL override variable, public URL, destroy path)
-    "runpod": ("RUNPOD_API_KEY", "RUNPOD_POD_ID", "RUNPOD_API_URL", "https://api.runpod.io/v2", "/pods/%s"),
-    "vast": ("CONTAINER_API_KEY", "CONTAINER_ID", "VAST_API_URL", "https://console.vast.ai",
-             "/api/v0/instances/%s/"),
-}
+               "started_at", "interval", "stop_grace", "destroy")
+# The controller sends how this provider's instance destroys itself (the provider declares it: Provider.
+# instance_credential), so the node holds no table of providers: the variables holding the instance's own key
+# and id, the variable that overrides the API URL (a simulator), the public URL, the DELETE path (%s: the id)
+# and its JSON body (or None).
+RECIPE_KEYS = ("key_env", "id_env", "url_env", "public_url", "destroy_path")
 
 
 # ---------------------------------------------------------------------------------------------- small parts
@@ -169,9 +168,19 @@ def _proc1_env():
     return out
 
 
-def credential(provider):
+def recipe_of(cfg):
+    """The self-destroy recipe of a config (see RECIPE_KEYS), or None when it has none (or a broken one)."""
+    recipe = (cfg or {}).get("destroy")
+    if isinstance(recipe, dict) and all(isinstance(recipe.get(k), str) for k in RECIPE_KEYS):
+        return recipe
+    return None
+
+
+def credential(recipe):
     """(key, instance id, api url, where found) or (None, None, url, reason) for the instance's own key."""
-    key_var, id_var, url_var, public, _path = PROVIDERS[provider]
+    if recipe is None:
+        return None, None, None, "the provider gives its instances no credential of their own"
+    key_var, id_var, url_var, public = (recipe[k] for k in RECIPE_KEYS[:4])
     for source, env in (("environment", os.environ), ("/proc/1/environ", None)):
         env = env if env is not None else _proc1_env()
         if env.get(key_var) and env.get(id_var):
@@ -292,7 +301,8 @@ def _rss_kib(field="VmHWM"):
 def destroy(cfg):
     """DELETE our own instance with its own key. True when it is gone (or was already)."""
     provider = cfg["provider"]
-    key, iid, url, source = credential(provider)
+    recipe = recipe_of(cfg)
+    key, iid, url, source = credential(recipe)
     if not key:
         log("no_credential", provider=provider, reason=source,
             hint="this provider gave the node no instance key: the reaper (gpu.ops.reap) must clean up")
@@ -302,8 +312,9 @@ def destroy(cfg):
         return False
     log("destroying", provider=provider, instance_id=iid, credential=source)
     try:
-        status, body = http_delete(url.rstrip("/") + PROVIDERS[provider][4] % iid, key,
-                                   b"{}" if provider == "vast" else None)
+        body = recipe.get("destroy_body")
+        status, body = http_delete(url.rstrip("/") + recipe["destroy_path"] % iid, key,
+                                   body.encode("utf-8") if isinstance(body, str) else None)
     except (OSError, ValueError) as exc:  # connection, TLS, timeout, a bad URL
         log("destroy_failed", error=str(exc)[:300], peak_rss_kib=_rss_kib())
         return False
@@ -340,7 +351,7 @@ def http_delete(url, key, body, timeout=30):
 # ---------------------------------------------------------------------------------------------- the daemon
 def load_config():
     cfg = read_json(CONFIG)
-    return cfg if isinstance(cfg, dict) and cfg.get("provider") in PROVIDERS else None
+    return cfg if isinstance(cfg, dict) and cfg.get("provider") else None
 
 
 def run_daemon():
@@ -356,7 +367,7 @@ def run_daemon():
         return 0
     me = os.path.abspath(__file__)
     log("started", pid=os.getpid(), helper=os.path.basename(me), config=_public(cfg),
-        credential=credential(cfg["provider"])[3])
+        credential=credential(recipe_of(cfg))[3])
     state = {"pid": os.getpid(), "helper": me, "started": iso(now())}
     mtime, last_activity, backoff = None, max(heartbeat_at() or 0, cfg.get("armed_at") or now()), 0.0
     while True:
@@ -464,7 +475,7 @@ def cmd_arm(args):
     cfg["started_at"] = args.get("started_at") or old.get("started_at") or t
     cfg.setdefault("interval", 15)
     cfg.setdefault("stop_grace", 30)
-    key, iid, _url, source = credential(cfg["provider"])
+    key, iid, _url, source = credential(recipe_of(cfg))
     if cfg.get("instance_id") and iid and str(cfg["instance_id"]) != str(iid):
         return {"failed": True, "msg": "this node is instance %s, not %s: refusing to arm its watchdog"
                                        % (iid, cfg["instance_id"])}
@@ -495,7 +506,7 @@ def cmd_heartbeat(args):
     """Touch the heartbeat. A node that restarted lost the daemon (and on RunPod the container disk with its
     settings): start it again, from the settings on the node or, when they are gone, from the ones sent along."""
     armed = load_config() is not None
-    if not armed and args.get("provider") in PROVIDERS and not os.path.exists(DISARMED):
+    if not armed and args.get("provider") and not os.path.exists(DISARMED):
         if args.get("_check_mode"):
             return {"changed": True, "armed": False, "restarted": True}
         result = cmd_arm(args)

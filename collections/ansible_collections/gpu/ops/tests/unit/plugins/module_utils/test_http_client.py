@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils.runpod import RunPodProvider
 from ansible_collections.gpu.ops.tests.unit.plugins.module_utils.fake_api import FakeApi, Sleeps
 
 KEY = "rpa_SECRETKEY1234567890"
@@ -215,7 +216,7 @@ class SharedClock:
 def test_budgets_of_two_processes_share_one_runpod_quota(tmp_path):
     # RunPod v2 allows 60 requests per minute per user: two waiting processes together stay within it
     clock = SharedClock()
-    rate, burst = http.QUOTAS["runpod"]
+    rate, burst = RunPodProvider.api_quota
     path = str(tmp_path / "budget.json")
     procs = [http.SharedBudget(path, rate, burst, clock=clock) for _i in range(2)]
     sent = []
@@ -260,10 +261,12 @@ def test_the_client_waits_for_the_budget_before_each_request(api, monkeypatch, t
     monkeypatch.setenv("GPUOPS_API_QUOTAS", "on")
     api.add("GET", "/v2/pods", (200, {"pods": []}))
     sleeps = Sleeps()
-    c = client(api, sleep=sleeps)
+    c = client(api, sleep=sleeps, quota=RunPodProvider.api_quota)
     assert c.budget is not None and c.budget.path.startswith(str(tmp_path))
     for _i in range(12):
         c.get("/pods")
     assert len(sleeps.calls) >= 2 and c.stats["budget_waits"] > 1.0  # the burst of 10 was spent
     monkeypatch.setenv("GPUOPS_API_QUOTAS", "off")
-    assert client(api).budget is None
+    assert client(api, quota=RunPodProvider.api_quota).budget is None
+    monkeypatch.setenv("GPUOPS_API_QUOTAS", "on")
+    assert client(api).budget is None  # no quota declared: no budget

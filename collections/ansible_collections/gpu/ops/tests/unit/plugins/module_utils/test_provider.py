@@ -51,12 +51,12 @@ def test_close_matches_for_a_typo():
 
 def test_vast_label_roundtrip_and_foreign_labels():
     labels = {"run_id": "r-1", "owner": "alice", "expires_at": "2026-11-24T10:00:00Z"}
-    label = pv.encode_vast_label("train-0", labels)
+    label = pv.encode_name_label("train-0", labels)
     assert label == "train-0;run_id=r-1;owner=alice;expires_at=2026-11-24T10:00:00Z"
-    assert pv.decode_vast_label(label) == ("train-0", labels)
-    assert pv.decode_vast_label("train-0") == ("train-0", {})
-    assert pv.decode_vast_label("my;weird label") == ("my;weird label", {})
-    assert pv.decode_vast_label(None) == ("", {})
+    assert pv.decode_name_label(label) == ("train-0", labels)
+    assert pv.decode_name_label("train-0") == ("train-0", {})
+    assert pv.decode_name_label("my;weird label") == ("my;weird label", {})
+    assert pv.decode_name_label(None) == ("", {})
 
 
 def test_labels_as_env():

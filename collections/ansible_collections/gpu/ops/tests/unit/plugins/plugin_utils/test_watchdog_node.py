@@ -12,6 +12,8 @@ import os
 import pytest
 
 from ansible_collections.gpu.ops.plugins.action.node_watchdog import ActionModule, epoch, seconds
+from ansible_collections.gpu.ops.plugins.module_utils.runpod import RunPodProvider
+from ansible_collections.gpu.ops.plugins.module_utils.vast import VastProvider
 from ansible_collections.gpu.ops.plugins.plugin_utils import _watchdog_node as wd
 
 CFG = {"provider": "vast", "started_at": 1000.0}
@@ -86,11 +88,21 @@ def test_credentials_are_the_instance_key_never_the_account_key(monkeypatch):
     monkeypatch.setenv("VAST_API_KEY", "account-key")  # the user's key is not what the watchdog uses
     monkeypatch.setenv("RUNPOD_API_KEY", "pod-key")
     monkeypatch.setattr(wd, "_proc1_env", lambda: {})
-    key, iid, url, why = wd.credential("vast")
+    vast, runpod = VastProvider.instance_credential, RunPodProvider.instance_credential  # as the controller sends them
+    key, iid, url, why = wd.credential(vast)
     assert key is None and "CONTAINER_API_KEY" in why and url == "https://console.vast.ai"
-    assert wd.credential("runpod")[0] is None  # a key without the pod id is not enough
+    assert wd.credential(runpod)[0] is None  # a key without the pod id is not enough
     monkeypatch.setattr(wd, "_proc1_env", lambda: {"CONTAINER_API_KEY": "k", "CONTAINER_ID": "42"})
-    assert wd.credential("vast") == ("k", "42", "https://console.vast.ai", "/proc/1/environ")
+    assert wd.credential(vast) == ("k", "42", "https://console.vast.ai", "/proc/1/environ")
+    assert wd.credential(wd.recipe_of({"provider": "vast"}))[0] is None  # no recipe sent: nothing to destroy with
+
+
+def test_the_controller_sends_the_providers_self_destroy_recipe():
+    args = {"state": "present", "provider": "vast", "instance_id": "42", "run_id": None, "expires_at": None,
+            "idle_timeout": 1800, "max_cost": None, "price_per_hour": None, "started_at": None, "interval": 15.0,
+            "stop_grace": 30.0}
+    command, payload = ActionModule._payload(args)
+    assert command == "arm" and wd.recipe_of(payload) == VastProvider.instance_credential
 
 
 @pytest.mark.parametrize("value,want", [
