@@ -436,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gpu-count", type=int, help="GPUs per instance")
     sp.add_argument("--min-vram", type=int, help="GB per GPU")
     sp.add_argument("--region", action="append", help="region or country code; repeatable")
-    sp.add_argument("--provider", action="append", choices=["runpod", "vast"])
+    sp.add_argument("--provider", action="append",
+                    help="only this provider (runpod, vast, or any other the collection registers); repeatable")
     sp.add_argument("--interruptible", action="store_true", help="spot / bid offers only")
     sp.add_argument("--sort", default="price", choices=["price", "price_per_gpu", "reliability", "vram"])
     sp.add_argument("--limit", type=int, default=20, help="at most N offers (0: all)")

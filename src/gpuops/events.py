@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass, field
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # gpu.ops.job_wait's line: "  [host] <job_id>: <what>, waited <dur> | <last log line>"
 PROGRESS = re.compile(r"^\s*\[(?P<host>[^\]]+)\] (?P<job_id>\S+): (?P<what>.*?), waited (?P<waited>\S+) \| ?(?P<line>.*)$")
-INSTANCE_ACTIONS = ("gpu_instance", "runpod_instance", "vast_instance")
+def _is_instance_action(action: str) -> bool:
+    """gpu.ops.gpu_instance and every provider's own <provider>_instance module."""
+    return action.endswith("_instance")
 
 
 @dataclass
@@ -164,7 +166,7 @@ class EventTranslator:
         res = data.get("res") or {}
         action = _short(data.get("task_action"))
         host = data.get("host") or ""
-        if action in INSTANCE_ACTIONS:
+        if _is_instance_action(action):
             return [self._node(i) for i in _instances(res)]
         if action == "job" and isinstance(res.get("job"), dict) and res["job"].get("job_id"):
             job = res["job"]

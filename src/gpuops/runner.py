@@ -168,7 +168,7 @@ def run_playbook(name: str | list, extravars: dict | None = None, *, on_event: C
 
     extravars = dict(extravars or {})
     base_env = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}}
-    names = secret_names(extravars, secret_env_names)
+    names = secret_names(extravars, secret_env_names, base_env)
     secret_values = {k: base_env[k] for k in names if base_env.get(k)}
     masker = Masker(secret_values.values())
     translator = EventTranslator(mask=masker)

@@ -12,15 +12,18 @@ import stat
 import tempfile
 from pathlib import Path
 
-# Always secret: the provider keys the modules read from the environment.
-API_KEY_NAMES = ("RUNPOD_API_KEY", "VAST_API_KEY")
+# Always secret: the provider keys the modules read from the environment. Every provider in the collection's
+# registry names its key variable <SOMETHING>_API_KEY (the registry refuses others), so a new provider's key is
+# masked without a change here.
+API_KEY_SUFFIX = "_API_KEY"
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words; the pipeline refuses them anyway
 
 
-def secret_names(extravars: dict | None, extra: tuple | list = ()) -> list[str]:
-    """API key names, the run spec's ``secret_env`` names (a list; a mapping's keys), and ``extra``."""
-    names = list(API_KEY_NAMES)
+def secret_names(extravars: dict | None, extra: tuple | list = (), environ: dict | None = None) -> list[str]:
+    """API key names (``*_API_KEY`` in ``environ``), the run spec's ``secret_env`` names (a list; a mapping's
+    keys), and ``extra``."""
+    names = sorted(n for n in (os.environ if environ is None else environ) if n.endswith(API_KEY_SUFFIX))
     spec_names = (extravars or {}).get("secret_env") or []
     if isinstance(spec_names, dict):
         spec_names = list(spec_names)

@@ -160,6 +160,8 @@ def test_job_wait_progress_lines_become_events():
 def test_secret_env_names_are_secret():
     from gpuops.secrets import secret_names
 
-    assert secret_names({"secret_env": ["HF_TOKEN"]}) == ["RUNPOD_API_KEY", "VAST_API_KEY", "HF_TOKEN"]
+    env = {"RUNPOD_API_KEY": "k", "VAST_API_KEY": "k", "THIRDCLOUD_API_KEY": "k", "HOME": "/h"}
+    assert secret_names({"secret_env": ["HF_TOKEN"]}, environ=env) == [
+        "RUNPOD_API_KEY", "THIRDCLOUD_API_KEY", "VAST_API_KEY", "HF_TOKEN"]
     assert "WANDB_API_KEY" in secret_names({"secret_env": {"WANDB_API_KEY": None}})
     assert os.environ.get("GPUOPS_SECRETS_FIFO") is None

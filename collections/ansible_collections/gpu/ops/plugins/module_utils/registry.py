@@ -34,8 +34,13 @@ def register(cls):
         raise ValueError("provider class %s needs a name (a Python identifier)" % cls.__name__)
     if name in _PROVIDERS and _PROVIDERS[name] is not cls:
         raise ValueError("provider %r is registered already (%s)" % (name, _PROVIDERS[name].__name__))
-    if sum(1 for o in cls.options if o.secret) > 1:
+    secrets = [o for o in cls.options if o.secret]
+    if len(secrets) > 1:
         raise ValueError("provider %r declares more than one secret option" % name)
+    if secrets and secrets[0].env and not secrets[0].env.endswith("_API_KEY"):
+        # the gpuops CLI masks every *_API_KEY variable in its output; a key named otherwise would not be masked
+        raise ValueError("provider %r: its key's environment variable must end in _API_KEY, not %r"
+                         % (name, secrets[0].env))
     _PROVIDERS[name] = cls
     return cls
 

@@ -141,6 +141,12 @@ def test_registry_knows_the_builtins_and_refuses_unknown_names():
         registry.get("nope")
     with pytest.raises(ValueError):
         registry.register(type("Nameless", (Provider,), {}))
+    # the gpuops CLI masks *_API_KEY variables: a key under another name would reach its output
+    badly_named = type("OddKey", (Provider,), {"name": "oddkey", "options": (
+        ProviderOption("oddkey_token", "ODDKEY_TOKEN", "api_key", secret=True),)})
+    with pytest.raises(ValueError, match="must end in _API_KEY"):
+        registry.register(badly_named)
+    assert registry.find("oddkey") is None
 
 
 def test_offer_search_through_gpu_offer_info(capsys, market):
