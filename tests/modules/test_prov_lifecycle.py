@@ -28,6 +28,7 @@ def lifecycle_tasks(module, name, create_args, ssh_vars, full=True):
         {"name": "stop", module: dict(base, state="stopped")},
         {"name": "stop again", module: dict(base, state="stopped")},
         {"name": "start", module: dict(base, state="started")},
+        {"name": "destroy as another run", module: dict(base, state="absent", run_id="other-run")},
         {"name": "destroy (check mode)", module: dict(base, state="absent"), "check_mode": True},
         {"name": "destroy", module: dict(base, state="absent")},
         {"name": "destroy again", module: dict(base, state="absent")},
@@ -74,6 +75,10 @@ def test_lifecycle(play, sim, ssh_vars, uid, cleanup, recorder, provider):
     if full:
         assert r["stop (check mode)"]["changed"] is True
         assert r["stop again"]["changed"] is False
+    # the same name labelled for another run is not this task's to destroy
+    other = r["destroy as another run"]
+    assert other["changed"] is False and other["destroyed"] == [] and other["instance"] is None
+    assert other["kept"] == [{"id": inst["id"], "name": name, "run_id": "lc-run", "owner": "tester"}]
     started = r["start"]
     assert started["changed"] is True and started["instance"]["status"] == "running"
     assert started["instance"]["id"] == inst["id"] and started["instance"]["wait"]["ready"] is True

@@ -68,10 +68,13 @@ options:
       - Run identifier written on new instances (label C(run_id)), so a reaper or the inventory plugin can find
         what one run created.
       - If not set, the value of the E(GPUOPS_RUN_ID) environment variable is used, then C(manual-<UTC timestamp>).
+      - With O(state=absent), when set, only an instance labelled with this run is destroyed; one of the same name
+        from another run is left alone (see RV(kept)).
     type: str
   owner:
     description:
       - Owner written on new instances (label C(owner)). Defaults to E(GPUOPS_OWNER) or the controller user.
+      - With O(state=absent), when set, only an instance labelled with this owner is destroyed.
     type: str
   ttl:
     description:

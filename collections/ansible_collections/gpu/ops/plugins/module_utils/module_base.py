@@ -467,14 +467,28 @@ class InstanceStateMachine:
 
     def absent(self, found):
         m = self.m
+        found, kept = self.ours(found)
         if not found:
-            return m.exit(changed=False, instance=None, destroyed=[])
+            return m.exit(changed=False, instance=None, destroyed=[], kept=kept)
         if m.module.check_mode:
-            return m.exit(changed=True, instance=found[0].to_dict(), destroyed=[i.id for i in found],
+            return m.exit(changed=True, instance=found[0].to_dict(), destroyed=[i.id for i in found], kept=kept,
                           msg="would destroy %s" % ", ".join(self.label(i) for i in found))
         for inst in found:
             self.m.terminate(self.prov, inst)  # removes its host key from known_hosts_file or the default files
-        return m.exit(changed=True, instance=found[0].to_dict(), destroyed=[i.id for i in found])
+        return m.exit(changed=True, instance=found[0].to_dict(), destroyed=[i.id for i in found], kept=kept)
+
+    def ours(self, found):
+        """(instances to destroy, the others) by name and, when given, run_id/owner labels: an instance of the same
+        name from another run or owner is not this task's to destroy (the same rule as gpu.ops.gpu_instance)."""
+        want = dict((k, self.p[k]) for k in ("run_id", "owner") if self.p.get(k))
+        mine = [i for i in found if all((i.labels or {}).get(k) == v for k, v in want.items())]
+        kept = [{"id": str(i.id), "name": i.name, "run_id": (i.labels or {}).get("run_id"),
+                 "owner": (i.labels or {}).get("owner")} for i in found if i not in mine]
+        if kept:
+            self.m.module.warn("left %d %s(s) named %r that are not labelled %s: %s" % (
+                len(kept), self.kind, self.name, ", ".join("%s=%s" % kv for kv in sorted(want.items())),
+                ", ".join(k["id"] for k in kept)))
+        return mine, kept
 
     def _wait_status(self, inst, status):
         """Wait (no SSH) until the API reports ``status``; deadline wait_timeout."""

@@ -280,6 +280,13 @@ destroyed:
   type: list
   elements: str
   sample: [xedezhzb9la3ye]
+kept:
+  description: With O(state=absent) and O(run_id) or O(owner), the pods of that name left alone because their labels
+    belong to another run or owner (a warning names them).
+  returned: when O(state=absent)
+  type: list
+  elements: dict
+  sample: [{id: abc123, name: ddp-0, run_id: other-run, owner: bob}]
 planned:
   description: In check mode, the pod that would be created.
   returned: in check mode when a pod would be created

@@ -274,6 +274,13 @@ destroyed:
   type: list
   elements: str
   sample: ["7835610"]
+kept:
+  description: With O(state=absent) and O(run_id) or O(owner), the instances of that name left alone because their labels
+    belong to another run or owner (a warning names them).
+  returned: when O(state=absent)
+  type: list
+  elements: dict
+  sample: [{id: abc123, name: ddp-0, run_id: other-run, owner: bob}]
 planned:
   description: In check mode, the offer that would be rented.
   returned: in check mode when an instance would be rented
