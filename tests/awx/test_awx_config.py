@@ -280,9 +280,11 @@ def test_credential_type_passes_awx_validation(name):
 def test_credential_types_inject_what_gpu_ops_reads():
     env_vars = {v for ct in CRED_TYPES.values() for v in ct["injectors"].get("env", {})}
     assert {"RUNPOD_API_KEY", "VAST_API_KEY", "GPUOPS_SSH_PRIVATE_KEY"} <= env_vars
-    module_base = (COLL / "plugins" / "module_utils" / "module_base.py").read_text()
-    for var in ("RUNPOD_API_KEY", "VAST_API_KEY"):
-        assert f'"{var}"' in module_base, f"the modules no longer read {var}"
+    # what the modules read: each provider declares its key's variable (module_base builds the options from it)
+    for provider, var in (("runpod", "RUNPOD_API_KEY"), ("vast", "VAST_API_KEY")):
+        source = (COLL / "plugins" / "module_utils" / f"{provider}.py").read_text()
+        assert re.search(r'ProviderOption\(\s*"%s_api_key",\s*"%s"' % (provider, var), source), \
+            f"the modules no longer read {var}"
     assert "GPUOPS_SSH_PRIVATE_KEY" in (REPO / "inventories" / "awx" / "group_vars" / "gpu_nodes.yml").read_text()
     extra = CRED_TYPES["ssh_key"]["injectors"]["extra_vars"]
     assert "ssh_private_key_file" in extra and "ssh_private_key_file" in RUN_SPEC

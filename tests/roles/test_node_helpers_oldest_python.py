@@ -102,7 +102,9 @@ def test_watchdog_helper_on_python39(py39, tmp_path):
     try:
         proc = subprocess.run([py39, str(HELPERS / "_watchdog_node.py"), "arm"], env=env, capture_output=True,
                               input=json.dumps({"provider": "vast", "instance_id": "42", "expires_at": time.time() + 2,
-                                                "interval": 0.1}).encode() + b"\n", check=False, timeout=30)
+                                                "interval": 0.1, "destroy": collection_attr(
+                                                    "module_utils.vast", "VastProvider").instance_credential,
+                                                }).encode() + b"\n", check=False, timeout=30)
         out = json.loads(proc.stdout)
         assert out["changed"] and out["credential"] and out["pid"], (out, proc.stderr)
         end = time.monotonic() + 20
@@ -125,17 +127,22 @@ def test_watchdog_helper_on_python39(py39, tmp_path):
                 pass
 
 
-def bundle(name: str, tmp_path: Path) -> str:
-    """The zip application the controller installs for ``name`` (built by the collection's own code)."""
+def collection_attr(module: str, attr: str):
+    """``attr`` of the collection's ``plugins.<module>`` (what the controller side sends or builds)."""
+    import importlib
     import sys
 
     sys.path.insert(0, str(REPO / "collections"))
     try:
-        from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import helper_source
+        return getattr(importlib.import_module(f"ansible_collections.gpu.ops.plugins.{module}"), attr)
     finally:
         sys.path.pop(0)
+
+
+def bundle(name: str, tmp_path: Path) -> str:
+    """The zip application the controller installs for ``name`` (built by the collection's own code)."""
     path = tmp_path / f"gpuops-{name}.pyz"
-    path.write_bytes(helper_source(name)[0])
+    path.write_bytes(collection_attr("plugin_utils._node_helper", "helper_source")(name)[0])
     return str(path)
 
 
