@@ -158,8 +158,7 @@ class ActionModule(JobActionBase):
 
     def _stop_for_peer(self, result, args, peer, task_vars, elapsed):
         """A peer's part of the same job ended badly: stop ours instead of waiting on a collective that hangs."""
-        res = self._run_helper("kill", {"job_id": args["job_id"], "state": "killed", "root": args["root"]},
-                                    task_vars)
+        res = self._run_helper("kill", {"job_id": args["job_id"], "root": args["root"]}, task_vars)
         job = self._decorate(res.get("job") or {}, task_vars)
         result.update(changed=bool(res.get("changed")), failed=True, done=True, ready=False, ready_detail=None,
                       job=job, elapsed=round(elapsed, 2), stopped_for_peer=peer,

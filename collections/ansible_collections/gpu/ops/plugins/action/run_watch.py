@@ -50,7 +50,7 @@ class ActionModule(JobActionBase):
             chunk = max(1, int(min(POLL, end - time.monotonic())))
             try:
                 res = self._run_helper("wait", {"job_id": args["job_id"], "state": "finished",
-                                                         "timeout": chunk, "log_lines": LOG_LINES}, task_vars)
+                                                "timeout": chunk, "log_lines": LOG_LINES}, task_vars)
             except (AnsibleConnectionFailure, AnsibleError) as exc:
                 res = {"unreachable": True, "msg": str(exc)}
             if res.get("unreachable"):
@@ -126,7 +126,7 @@ class ActionModule(JobActionBase):
     def _stop_for_peer(self, args, task_vars, peer, start):
         """Another rank ended (failed, preempted): stop this one, so every rank restarts from one checkpoint."""
         try:
-            res = self._run_helper("kill", {"job_id": args["job_id"], "state": "killed"}, task_vars)
+            res = self._run_helper("kill", {"job_id": args["job_id"]}, task_vars)
             job = self._decorate(res.get("job") or {}, task_vars)
         except (AnsibleConnectionFailure, AnsibleError) as exc:
             return self._lost(args, task_vars, {}, str(exc), start, None)
