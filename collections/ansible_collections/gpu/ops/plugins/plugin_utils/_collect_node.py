@@ -12,6 +12,11 @@ Commands:
             (reusing a per-job hash cache keyed by size/mtime/ctime/inode, hashing in threads), write the
             manifest (``sha256sum`` format, paths as laid out on the controller) and answer with it as JSON.
   tar       stream the listed files as one uncompressed tar on stdout (the fallback when rsync is missing).
+  ckpt_prepare  the other direction, for gpu.ops.checkpoint_push: make a run's checkpoint directory, remove every
+            ``step-*`` but the one kept, answer with its absolute path and the sha256 of the files the kept
+            checkpoint already has here.
+  ckpt_receive  unpack a tar stream (after the arguments on stdin) into the kept checkpoint: only the files
+            announced, each verified against its sha256 before it takes its name; files not announced are removed.
 """
 
 from __future__ import annotations
@@ -314,6 +319,72 @@ def stream_tar(args, out):
                 tar.addfile(info, fh)
 
 
+def _tree_hashes(root):
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                out[os.path.relpath(full, root)] = sha256_file(full)
+    return out
+
+
+def _ckpt_name(keep):
+    if keep and (keep != os.path.basename(keep) or not keep.startswith("step-")):
+        raise ValueError("checkpoint name %r is not step-<N>" % keep)
+    return keep
+
+
+def ckpt_prepare(args):
+    root = expand(args["dest"])
+    keep = _ckpt_name(args.get("keep") or "")
+    check = bool(args.get("check_mode"))
+    pruned = []
+    if os.path.isdir(root) and args.get("prune"):
+        pruned = sorted(n for n in os.listdir(root) if n.startswith("step-") and n != keep)
+        for name in pruned if not check else ():
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    if not check:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+    kept = os.path.join(root, keep) if keep else None
+    have = _tree_hashes(kept) if kept and os.path.isdir(kept) else {}
+    return {"dir": root, "pruned": pruned, "have": have}
+
+
+def _receive_member(tar, member, target, want):
+    """Write one announced regular file under a temporary name, verify it, then give it its name."""
+    full = os.path.join(target, member.name)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    tmp = full + ".gpuops-partial"
+    h = hashlib.sha256()
+    src = tar.extractfile(member)
+    with open(tmp, "wb") as fh:
+        for chunk in iter(lambda: src.read(CHUNK), b""):
+            h.update(chunk)
+            fh.write(chunk)
+    if h.hexdigest() != want:
+        os.unlink(tmp)
+        raise ValueError("%s arrived with sha256 %s, expected %s" % (member.name, h.hexdigest(), want))
+    os.replace(tmp, full)
+    return member.size
+
+
+def ckpt_receive(args, stdin):
+    target = os.path.join(expand(args["dest"]), _ckpt_name(args["name"]))
+    files = args.get("files") or {}
+    got, size = [], 0
+    with tarfile.open(fileobj=stdin, mode="r|") as tar:
+        for member in tar:
+            name = os.path.normpath(member.name)
+            if not member.isfile() or name not in files or name.startswith(("/", "..")) or name in got:
+                continue  # only what was announced, never outside the checkpoint
+            size += _receive_member(tar, member, target, files[name])
+            got.append(name)
+    for rel in set(_tree_hashes(target)) - set(files):  # the checkpoint holds exactly what was chosen
+        os.unlink(os.path.join(target, rel))
+    return {"received": sorted(got), "bytes": size}
+
+
 def main(argv=None, stdin=None, stdout=None):
     argv = sys.argv[1:] if argv is None else argv
     stdin = stdin or sys.stdin.buffer
@@ -326,6 +397,11 @@ def main(argv=None, stdin=None, stdout=None):
     stdout = stdout or sys.stdout
     if command == "manifest":
         result = manifest(args)
+    elif command in ("ckpt_prepare", "ckpt_receive"):
+        try:
+            result = ckpt_prepare(args) if command == "ckpt_prepare" else ckpt_receive(args, stdin)
+        except (OSError, ValueError, tarfile.TarError) as exc:
+            result = {"failed": True, "msg": "%s: %s" % (command, exc)}
     else:
         result = {"failed": True, "msg": "unknown command %r" % command}
     stdout.write(json.dumps(result) + "\n")

@@ -175,3 +175,55 @@ def test_a_lost_job_is_collected_as_lost(job):
     # a job with a final status is left as it is
     (job / "jobs" / "j1" / "status").write_text("failed\n")
     assert run_manifest(job)["job"]["status"] == "failed"
+
+
+# ------------------------------------------------------------------------------------- checkpoints (the other way)
+def _call(command, args, payload=b""):
+    out = io.StringIO()
+    node.main([command], io.BytesIO(json.dumps(args).encode() + b"\n" + payload), out)
+    return json.loads(out.getvalue())
+
+
+def _tar(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w|") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_ckpt_prepare_prunes_all_but_the_kept_one_and_reports_what_it_holds(tmp_path):
+    root = tmp_path / "ckpt"
+    for step in ("step-10", "step-20", "step-30"):
+        (root / step).mkdir(parents=True)
+        (root / step / "model.bin").write_bytes(step.encode())
+    (root / "notes.txt").write_text("not a checkpoint")
+    plan = _call("ckpt_prepare", {"dest": str(root), "keep": "step-20", "prune": True, "check_mode": True})
+    assert plan["pruned"] == ["step-10", "step-30"] and (root / "step-10").is_dir()  # check mode: nothing removed
+    res = _call("ckpt_prepare", {"dest": str(root), "keep": "step-20", "prune": True})
+    assert res == {"dir": str(root), "pruned": ["step-10", "step-30"], "have": {"model.bin": sha(b"step-20")}}
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt", "step-20"]
+    fresh = _call("ckpt_prepare", {"dest": str(tmp_path / "new"), "keep": "", "prune": False})
+    assert fresh["have"] == {} and (tmp_path / "new").is_dir()
+    bad = _call("ckpt_prepare", {"dest": str(root), "keep": "../etc", "prune": True})
+    assert bad["failed"] and "is not step-<N>" in bad["msg"]
+
+
+def test_ckpt_receive_verifies_each_file_takes_only_what_was_announced_and_drops_the_rest(tmp_path):
+    target = tmp_path / "ckpt" / "step-20"
+    target.mkdir(parents=True)
+    (target / "stale.bin").write_bytes(b"old")
+    (target / "keep.bin").write_bytes(b"same")
+    files = {"model.bin": sha(b"weights"), "opt/state.bin": sha(b"adam"), "keep.bin": sha(b"same")}
+    res = _call("ckpt_receive", {"dest": str(tmp_path / "ckpt"), "name": "step-20", "files": files},
+                _tar({"model.bin": b"weights", "opt/state.bin": b"adam", "../escape": b"x", "extra": b"y"}))
+    assert res == {"received": ["model.bin", "opt/state.bin"], "bytes": 11}
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == [
+        "keep.bin", "model.bin", "opt/state.bin"]
+    assert not (tmp_path / "ckpt" / "escape").exists()
+    bad = _call("ckpt_receive", {"dest": str(tmp_path / "ckpt"), "name": "step-20", "files": {"model.bin": sha(b"x")}},
+                _tar({"model.bin": b"corrupted"}))
+    assert bad["failed"] and "expected %s" % sha(b"x") in bad["msg"]
+    assert (target / "model.bin").read_bytes() == b"weights"  # the bad copy never took the name
