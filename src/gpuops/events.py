@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # gpu.ops.job_wait's line: "  [host] <job_id>: <what>, waited <dur> | <last log line>"
 PROGRESS = re.compile(r"^\s*\[(?P<host>[^\]]+)\] (?P<job_id>\S+): (?P<what>.*?), waited (?P<waited>\S+) \| ?(?P<line>.*)$")
+
+
 def _is_instance_action(action: str) -> bool:
     """gpu.ops.gpu_instance and every provider's own <provider>_instance module."""
     return action.endswith("_instance")
