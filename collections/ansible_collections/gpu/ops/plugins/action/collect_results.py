@@ -585,12 +585,7 @@ class ActionModule(ActionBase):
         for f in files:
             root = roots[f[1]]
             listing.append([root["abs"] if root["kind"] == "file" else posixpath.join(root["abs"], f[2]), f[0]])
-        helper = self._helper
-        remote = 'f=%s; exec %s "$f" tar' % (helper.remote, shlex.quote(helper.python))
-        sudo = stream_become(self._connection, "collect_results (tar)")
-        if sudo:  # "~" in the helper's path is the become user's home, where it was installed
-            remote = "%s sh -c %s" % (" ".join(sudo), shlex.quote(remote))
-        cmd = ssh_command(self._connection) + [ssh_host(self._connection), remote]
+        cmd = self._helper.stream_argv("tar", "collect_results (tar)")
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         proc.stdin.write(json.dumps({"files": listing}).encode("utf-8", "surrogateescape") + b"\n")
         proc.stdin.close()

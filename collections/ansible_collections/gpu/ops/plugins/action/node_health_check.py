@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper
+from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperActionMixin
 
 # paths are "str", not "path": "~" is the node's home, expanded on the node
 ARGUMENT_SPEC = {
@@ -29,7 +29,7 @@ ARGUMENT_SPEC = {
 }
 
 
-class ActionModule(ActionBase):
+class ActionModule(HelperActionMixin, ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
     _supports_check_mode = True
@@ -38,10 +38,5 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        try:
-            answer = NodeHelper(self, task_vars, "health").run(
-                "check", dict(args, check_mode=bool(self._task.check_mode)))
-        except HelperFailed as exc:
-            return dict(result, failed=True, msg=str(exc))
-        result.update(answer)
+        result.update(self._node_call("health", "check", args, task_vars))
         return result

@@ -21,7 +21,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.gpu.ops.plugins.module_utils.artifacts import human, sha256_file, validate_manifest
-from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper
+from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperActionMixin
 
 display = Display()
 
@@ -51,7 +51,7 @@ def local_sha256(path):
     return _HASHES[key], st.st_size
 
 
-class ActionModule(ActionBase):
+class ActionModule(HelperActionMixin, ActionBase):
     TRANSFERS_FILES = False  # True would make a remote tmp dir before run(), i.e. before the manifest is validated
     _requires_connection = True
     _supports_check_mode = True
@@ -122,10 +122,4 @@ class ActionModule(ActionBase):
 
     def _call(self, args, task_vars, check):
         """One call of the artifacts node helper (the plan with ``check``, else the staging itself)."""
-        helper = getattr(self, "_helper", None)
-        if helper is None:
-            helper = self._helper = NodeHelper(self, task_vars, "artifacts")
-        try:
-            return helper.run("stage", dict(args, check_mode=bool(check or self._task.check_mode)))
-        except HelperFailed as exc:
-            return {"failed": True, "msg": str(exc)}
+        return self._node_call("artifacts", "stage", args, task_vars, check=check)

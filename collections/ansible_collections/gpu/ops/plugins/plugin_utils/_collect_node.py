@@ -319,7 +319,8 @@ def stream_tar(args, out):
                 tar.addfile(info, fh)
 
 
-def _tree_hashes(root):
+def tree_hashes(root):
+    """{path relative to root: sha256} of the regular files under ``root`` (symlinks are not followed)."""
     out = {}
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
@@ -347,7 +348,7 @@ def ckpt_prepare(args):
     if not check:
         os.makedirs(root, mode=0o700, exist_ok=True)
     kept = os.path.join(root, keep) if keep else None
-    have = _tree_hashes(kept) if kept and os.path.isdir(kept) else {}
+    have = tree_hashes(kept) if kept and os.path.isdir(kept) else {}
     return {"dir": root, "pruned": pruned, "have": have}
 
 
@@ -380,7 +381,7 @@ def ckpt_receive(args, stdin):
                 continue  # only what was announced, never outside the checkpoint
             size += _receive_member(tar, member, target, files[name])
             got.append(name)
-    for rel in set(_tree_hashes(target)) - set(files):  # the checkpoint holds exactly what was chosen
+    for rel in set(tree_hashes(target)) - set(files):  # the checkpoint holds exactly what was chosen
         os.unlink(os.path.join(target, rel))
     return {"received": sorted(got), "bytes": size}
 

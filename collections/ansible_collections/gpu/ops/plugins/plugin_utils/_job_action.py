@@ -19,7 +19,7 @@ from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.gpu.ops.plugins.module_utils._secret_env import REDACTED
-from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperFailed, NodeHelper
+from ansible_collections.gpu.ops.plugins.plugin_utils._node_helper import HelperActionMixin
 
 LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
 
@@ -45,7 +45,7 @@ def format_duration(seconds):
     return "%d:%02d:%02d" % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
 
 
-class JobActionBase(ActionBase):
+class JobActionBase(HelperActionMixin, ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
     _supports_check_mode = True
@@ -88,14 +88,7 @@ class JobActionBase(ActionBase):
 
     def _run_helper(self, command, args, task_vars):
         """One call of the jobs helper on the node; the task fails with the helper's message."""
-        helper = getattr(self, "_jobs_helper", None)
-        if helper is None:
-            helper = self._jobs_helper = NodeHelper(self, task_vars, "jobs")
-        try:
-            res = helper.run(command, dict(args, check_mode=bool(self._task.check_mode)))
-        except HelperFailed as exc:
-            return {"failed": True, "msg": str(exc)}
-        return hide_env_values(res)
+        return hide_env_values(self._node_call("jobs", command, args, task_vars))
 
 
 def hide_env_values(result):

@@ -142,19 +142,54 @@ class NodeHelper(object):
         if res["rc"] == MISSING_RC and not self.installed:
             self.install()
             res = self._exec(cmd, data)
-        if res["rc"] == 127:
+        return self.answer(command, res["rc"], res.get("stdout") or "", res.get("stderr") or "")
+
+    def answer(self, command, rc, stdout, stderr):
+        """The helper's answer (its last JSON line), or HelperFailed saying why there is none."""
+        if rc == 127:
             raise HelperFailed("%s not found on the node: gpu.ops node helpers need Python >= %s "
                                "(set ansible_python_interpreter)" % (self.python, NODE_PYTHON_MIN_TEXT))
-        lines = [ln for ln in (res.get("stdout") or "").splitlines() if ln.strip()]
-        if res["rc"] != 0 or not lines:
+        lines = [ln for ln in stdout.splitlines() if ln.strip()]
+        if rc != 0 or not lines:
             raise HelperFailed("node helper %s %s failed (rc %s): %s"
-                               % (self.name, command, res["rc"],
-                                  ((res.get("stderr") or "") + (res.get("stdout") or "")).strip()[-2000:]))
+                               % (self.name, command, rc, (stderr + stdout).strip()[-2000:]))
         try:
             return json.loads(lines[-1])
         except ValueError as exc:
             raise HelperFailed("node helper %s %s answered something that is not JSON: %s"
                                % (self.name, command, lines[-1][:500])) from exc
+
+    def stream_argv(self, command, what):
+        """argv of an ssh that runs the (installed) helper's ``command`` beside the connection, on its ControlPath,
+        for streams too large to hold in memory; as the become user (see :func:`stream_become`). None when the
+        connection is not ssh."""
+        ssh = ssh_command(self.action._connection)
+        if not ssh:
+            return None
+        remote = 'f=%s; exec %s "$f" %s' % (self.remote, self.interpreter, shlex.quote(command))
+        sudo = stream_become(self.action._connection, what)
+        if sudo:  # "~" in the helper's path is the become user's home, where it was installed
+            remote = "%s sh -c %s" % (" ".join(sudo), shlex.quote(remote))
+        return ssh + [ssh_host(self.action._connection), remote]
+
+
+class HelperActionMixin(object):
+    """For action plugins whose node work is a node helper: one NodeHelper per helper and task, the task's check
+    mode handed on, and a helper that cannot be installed or run failing the task with its message."""
+
+    def _node_helper(self, name, task_vars):
+        helpers = self.__dict__.setdefault("_gpuops_helpers", {})
+        if name not in helpers:
+            helpers[name] = NodeHelper(self, task_vars, name)
+        return helpers[name]
+
+    def _node_call(self, name, command, args, task_vars, check=False):
+        """``command`` of helper ``name`` with ``args`` (plus ``check_mode``: the task's, or ``check``)."""
+        try:
+            return self._node_helper(name, task_vars).run(
+                command, dict(args, check_mode=bool(check or self._task.check_mode)))
+        except HelperFailed as exc:
+            return {"failed": True, "msg": str(exc)}
 
 
 # ---------------------------------------------------------------------------------------------- streams
