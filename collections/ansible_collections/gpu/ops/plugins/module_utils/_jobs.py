@@ -458,33 +458,11 @@ def kill_job(paths, job_id, grace=10.0, check_mode=False):
     if info["status"] is not None:
         write_atomic(os.path.join(job_dir, "kill_requested"), runner.utcnow() + "\n")
     if job_running and runner_alive:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-        runner.wait_until(lambda: _final(job_dir) or not runner.pid_alive(pid), grace + 5)
-        if not _final(job_dir) and runner.pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            runner.wait_until(lambda: not runner.pid_alive(pid), 5)
+        _stop_runner(job_dir, pid, grace)
     if child_pid and _job_group_alive(child_pid, job_dir):
         runner.stop_group(child_pid, grace)
     if bootstrap_running or (bs_pid and _is_runner(bs_pid, job_dir)):
-        if bs_pid and runner.pid_alive(bs_pid):
-            try:
-                os.kill(bs_pid, signal.SIGTERM)
-            except OSError:
-                pass
-            runner.wait_until(lambda: read_bootstrap_flag(job_dir) is not None or not runner.pid_alive(bs_pid),
-                              grace + 5)
-            if runner.pid_alive(bs_pid):
-                runner.signal_group(bs_pid, signal.SIGKILL)
-        runner.tmux_kill_session(bootstrap_session_name(job_id))
-        if read_bootstrap_flag(job_dir) is None:
-            write_atomic(os.path.join(job_dir, "bootstrap_failed"),
-                         json.dumps({"exit_code": runner.EXIT_KILL, "reason": "killed", "at": runner.utcnow()}) + "\n")
+        _stop_bootstrap(job_dir, job_id, bs_pid, grace)
     if info["status"] is not None and not _final(job_dir):
         # the runner could not record it (killed hard, or never started): record it for it
         write_atomic(os.path.join(job_dir, "exit_code"), "%d\n" % runner.EXIT_KILL)
@@ -492,6 +470,38 @@ def kill_job(paths, job_id, grace=10.0, check_mode=False):
         write_atomic(os.path.join(job_dir, "status"), "killed\n")
     runner.tmux_kill_session(session_name(job_id))
     return True, read_job(job_dir)
+
+
+def _stop_runner(job_dir, pid, grace):
+    """TERM the job's runner (it stops the command and records ``killed``); KILL it when it has not after grace."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass
+    runner.wait_until(lambda: _final(job_dir) or not runner.pid_alive(pid), grace + 5)
+    if not _final(job_dir) and runner.pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        runner.wait_until(lambda: not runner.pid_alive(pid), 5)
+
+
+def _stop_bootstrap(job_dir, job_id, bs_pid, grace):
+    """Stop the bootstrap's runner and session; record ``bootstrap_failed`` (killed) when it recorded nothing."""
+    if bs_pid and runner.pid_alive(bs_pid):
+        try:
+            os.kill(bs_pid, signal.SIGTERM)
+        except OSError:
+            pass
+        runner.wait_until(lambda: read_bootstrap_flag(job_dir) is not None or not runner.pid_alive(bs_pid),
+                          grace + 5)
+        if runner.pid_alive(bs_pid):
+            runner.signal_group(bs_pid, signal.SIGKILL)
+    runner.tmux_kill_session(bootstrap_session_name(job_id))
+    if read_bootstrap_flag(job_dir) is None:
+        write_atomic(os.path.join(job_dir, "bootstrap_failed"),
+                     json.dumps({"exit_code": runner.EXIT_KILL, "reason": "killed", "at": runner.utcnow()}) + "\n")
 
 
 def _final(job_dir):
