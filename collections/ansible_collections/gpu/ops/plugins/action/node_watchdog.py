@@ -89,7 +89,7 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg=str(exc))
         payload["_check_mode"] = bool(self._task.check_mode)
         try:
-            answer = NodeHelper(self, task_vars, "watchdog").run(command, payload)
+            answer = NodeHelper.for_action(self, task_vars, "watchdog").run(command, payload)
         except HelperFailed as exc:
             return dict(result, failed=True, msg=str(exc))
         result.update(answer)

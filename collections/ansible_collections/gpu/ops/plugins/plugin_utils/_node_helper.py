@@ -99,23 +99,116 @@ def remote_python(action, task_vars):
     return str(interp)
 
 
-class NodeHelper(object):
-    def __init__(self, action, task_vars, name):
+class ActionTransport(object):
+    """How a helper reaches the node from an action plugin: the task's connection (its become plugin, its
+    ``environment:``, its ssh ControlPath for streams)."""
+
+    def __init__(self, action, task_vars):
         self.action = action
+        self.connection = action._connection
+        self.python = remote_python(action, task_vars)
+        self.env_prefix = action._compute_environment_string()
+        self.name = getattr(self.connection, "transport", "") or ""
+
+    def execute(self, cmd, data, sudoable=True):
+        """{rc, stdout, stderr} of ``cmd`` with ``data`` on stdin, as the become user when there is one."""
+        return self.action._low_level_execute_command(cmd, sudoable=sudoable, in_data=data)
+
+    def is_ssh(self):
+        return self.name.endswith("ssh")
+
+    def ssh_argv(self):
+        return ssh_command(self.connection)
+
+    def host(self):
+        return ssh_host(self.connection)
+
+    def become(self):
+        return getattr(self.connection, "become", None)
+
+    def stream_become(self, what):
+        return stream_become(self.connection, what)
+
+    def fetch_file(self, src, dest):
+        self.connection.fetch_file(src, dest)
+
+    def put_file(self, src, dest):
+        self.connection.put_file(src, dest)
+
+
+class SshTransport(object):
+    """How a helper reaches the node without Ansible (the gpuops CLI's fast path: exec, sync, logs, status): plain
+    ssh with the run's key, its known_hosts and a shared ControlMaster, so a warm node costs one round trip."""
+
+    name = "ssh"
+
+    def __init__(self, ssh_argv, host, python="python3", env=None):
+        self._argv = list(ssh_argv)
+        self._host = host
+        self.python = python
+        self.env_prefix = " ".join("%s=%s" % (k, shlex.quote(str(v))) for k, v in sorted((env or {}).items()))
+
+    def execute(self, cmd, data, sudoable=True):
+        import subprocess
+
+        proc = subprocess.run(self._argv + [self._host, cmd], input=data, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, check=False)
+        return {"rc": proc.returncode, "stdout": proc.stdout.decode("utf-8", "replace"),
+                "stderr": proc.stderr.decode("utf-8", "replace")}
+
+    def is_ssh(self):
+        return True
+
+    def ssh_argv(self):
+        return list(self._argv)
+
+    def host(self):
+        return self._host
+
+    def become(self):
+        return None
+
+    def stream_become(self, what):
+        return []
+
+    def fetch_file(self, src, dest):
+        raise HelperFailed("fetch needs an Ansible connection; over plain ssh use transfer rsync or tar (%s)" % src)
+
+    def put_file(self, src, dest):
+        """A large file streamed from disk (``cat`` on the node: the same connection, no scp/sftp needed)."""
+        import subprocess
+
+        with open(src, "rb") as fh:
+            proc = subprocess.run(self._argv + [self._host, "cat > %s" % shlex.quote(dest)], stdin=fh,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        if proc.returncode != 0:
+            raise HelperFailed("could not copy %s to the node (rc %d): %s" % (
+                src, proc.returncode, proc.stderr.decode("utf-8", "replace").strip()[-500:]))
+
+
+class NodeHelper(object):
+    """Helper ``name`` on the node behind ``transport`` (:class:`ActionTransport` or :class:`SshTransport`)."""
+
+    def __init__(self, transport, name):
+        self.transport = transport
         self.name = name
         self.source, suffix = helper_source(name)
         digest = hashlib.sha256(self.source).hexdigest()[:12]
         self.remote = "%s/gpuops-%s-%s%s" % (HELPER_DIR, name, digest, suffix)
-        self.python = remote_python(action, task_vars)
+        self.python = transport.python
         # the task's `environment:` applies to the helper's Python as it does to a module
-        env = action._compute_environment_string()
+        env = transport.env_prefix
         self.interpreter = ("env %s %s" % (env, shlex.quote(self.python))) if env else shlex.quote(self.python)
         self.installed = False
 
+    @classmethod
+    def for_action(cls, action, task_vars, name):
+        return cls(ActionTransport(action, task_vars), name)
+
     def _exec(self, cmd, data):
         # in_data is never empty: it keeps ssh from allocating a tty (which would mix stderr into stdout)
-        res = self.action._low_level_execute_command(cmd, sudoable=True, in_data=data)
-        if res.get("rc") == SSH_FAILED_RC and getattr(self.action._connection, "transport", "").endswith("ssh"):
+        res = self.transport.execute(cmd, data)
+        if res.get("rc") == SSH_FAILED_RC and self.transport.is_ssh():
             raise AnsibleConnectionFailure("the connection to the node dropped during gpu.ops helper %s: %s"
                                            % (self.name, (res.get("stderr") or "").strip()[-500:]))
         return res
@@ -133,11 +226,15 @@ class NodeHelper(object):
                                % (self.remote, res["rc"], (res.get("stderr") or res.get("stdout") or "").strip()))
         self.installed = True
 
+    def command_line(self, command):
+        """The node command that runs the installed helper's ``command`` (exit MISSING_RC when not installed)."""
+        return 'f=%s; [ -f "$f" ] || exit %d; exec %s "$f" %s' % (self.remote, MISSING_RC, self.interpreter,
+                                                                  shlex.quote(command))
+
     def run(self, command, args, payload=b""):
         """Run ``command`` with ``args`` (JSON) and ``payload`` on stdin; return the parsed JSON answer."""
         data = json.dumps(args).encode("utf-8") + b"\n" + payload
-        cmd = 'f=%s; [ -f "$f" ] || exit %d; exec %s "$f" %s' % (self.remote, MISSING_RC, self.interpreter,
-                                                                 shlex.quote(command))
+        cmd = self.command_line(command)
         res = self._exec(cmd, data)
         if res["rc"] == MISSING_RC and not self.installed:
             self.install()
@@ -163,14 +260,14 @@ class NodeHelper(object):
         """argv of an ssh that runs the (installed) helper's ``command`` beside the connection, on its ControlPath,
         for streams too large to hold in memory; as the become user (see :func:`stream_become`). None when the
         connection is not ssh."""
-        ssh = ssh_command(self.action._connection)
+        ssh = self.transport.ssh_argv()
         if not ssh:
             return None
         remote = 'f=%s; exec %s "$f" %s' % (self.remote, self.interpreter, shlex.quote(command))
-        sudo = stream_become(self.action._connection, what)
+        sudo = self.transport.stream_become(what)
         if sudo:  # "~" in the helper's path is the become user's home, where it was installed
             remote = "%s sh -c %s" % (" ".join(sudo), shlex.quote(remote))
-        return ssh + [ssh_host(self.action._connection), remote]
+        return ssh + [self.transport.host(), remote]
 
 
 class HelperActionMixin(object):
@@ -180,7 +277,7 @@ class HelperActionMixin(object):
     def _node_helper(self, name, task_vars):
         helpers = self.__dict__.setdefault("_gpuops_helpers", {})
         if name not in helpers:
-            helpers[name] = NodeHelper(self, task_vars, name)
+            helpers[name] = NodeHelper.for_action(self, task_vars, name)
         return helpers[name]
 
     def _node_call(self, name, command, args, task_vars, check=False):

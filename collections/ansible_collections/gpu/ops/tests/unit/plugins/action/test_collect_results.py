@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.gpu.ops.plugins.action.collect_results import CollectError, hash_many, local_path, normalize_paths
+from ansible_collections.gpu.ops.plugins.plugin_utils._collect_local import CollectError, hash_many, local_path, normalize_paths
 
 
 def test_paths_accept_strings_and_dicts_with_basename_default():
