@@ -320,65 +320,87 @@ class Runner(object):
             signal_group(self.child.pid, sig)
 
     # -------------------------------------------------------------- child supervision
-    def supervise(self, argv, cwd, env, pidfile, deadline=None):
-        """Run ``argv`` in its own session, tee its output, enforce ``deadline`` (monotonic). Returns exit code."""
+    def supervise(self, argv, cwd, env, pidfile, deadline=None, streams=False):
+        """Run ``argv`` in its own session, tee its output, enforce ``deadline`` (monotonic). Returns exit code.
+
+        The log (and the pane) get stdout and stderr as they come; ``streams`` also keeps each in its own file
+        (``stdout.log``, ``stderr.log``), so a caller can tell them apart afterwards."""
         self.child = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                                      stderr=subprocess.PIPE if streams else subprocess.STDOUT,
+                                      start_new_session=True, close_fds=True)
         child = self.child
         write_atomic(self.path(pidfile), "%d\n" % child.pid)
         if self.stop_reason is not None:  # a signal arrived while we were starting it
             signal_group(child.pid, signal.SIGTERM)
-        fd = child.stdout.fileno()
-        os.set_blocking(fd, False)
+        pipes = [child.stdout] + ([child.stderr] if streams else [])
+        sinks = {}
         sel = selectors.DefaultSelector()
-        sel.register(fd, selectors.EVENT_READ)
-        eof = False
-        exited_at = None
+        for pipe, name in zip(pipes, ("stdout.log", "stderr.log")):
+            os.set_blocking(pipe.fileno(), False)
+            sel.register(pipe.fileno(), selectors.EVENT_READ)
+            if streams:
+                sinks[pipe.fileno()] = open(self.path(name), "ab", buffering=0)
         try:
-            while True:
-                now = time.monotonic()
-                if deadline is not None and now >= deadline and self.stop_reason is None:
-                    self.request_stop("timeout", signal.SIGTERM)
-                if self.stop_deadline is not None and now >= self.stop_deadline:
-                    signal_group(child.pid, signal.SIGKILL)
-                if exited_at is None and child.poll() is not None:
-                    exited_at = now
-                if eof:
-                    if exited_at is not None:
-                        break
-                    try:  # output closed, process still running: wait for it, staying responsive
-                        child.wait(timeout=0.2)
-                    except subprocess.TimeoutExpired:
-                        pass
-                    continue
-                if exited_at is not None and now - exited_at > 2.0:
-                    break  # a background descendant keeps the pipe open; the command itself is done
-                timeout = 0.5
-                if deadline is not None and self.stop_reason is None:
-                    timeout = max(0.0, min(timeout, deadline - now))
-                for _key, _mask in sel.select(timeout):
-                    try:
-                        data = os.read(fd, 65536)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        eof = True
-                        break
-                    self.emit(data)
+            self._pump(child, sel, sinks, deadline)
         finally:
             sel.close()
+            for sink in sinks.values():
+                sink.close()
         code = exit_status(child.wait())
         # leftovers of the job's process group (background children) would hold GPUs: stop them
         if not wait_until(lambda: not group_alive(child.pid), 0.5):
             self.say("stopping processes the command left behind")
             stop_group(child.pid, self.kill_grace)
-        try:
-            child.stdout.close()
-        except OSError:
-            pass
+        for pipe in pipes:
+            try:
+                pipe.close()
+            except OSError:
+                pass
         return code
+
+    def _pump(self, child, sel, sinks, deadline):
+        """Copy the child's output until every pipe is closed and the child has exited (or, when a background
+        descendant holds a pipe open, 2 s after the child exited)."""
+        open_fds = len(sel.get_map())
+        exited_at = None
+        while True:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and self.stop_reason is None:
+                self.request_stop("timeout", signal.SIGTERM)
+            if self.stop_deadline is not None and now >= self.stop_deadline:
+                signal_group(child.pid, signal.SIGKILL)
+            if exited_at is None and child.poll() is not None:
+                exited_at = now
+            if not open_fds:
+                if exited_at is not None:
+                    return
+                try:  # output closed, process still running: wait for it, staying responsive
+                    child.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    pass
+                continue
+            if exited_at is not None and now - exited_at > 2.0:
+                return  # a background descendant keeps the pipe open; the command itself is done
+            timeout = 0.5
+            if deadline is not None and self.stop_reason is None:
+                timeout = max(0.0, min(timeout, deadline - now))
+            for key, _mask in sel.select(timeout):
+                try:
+                    data = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(key.fd)
+                    open_fds -= 1
+                    continue
+                self.emit(data)
+                if key.fd in sinks:
+                    try:
+                        sinks[key.fd].write(data)
+                    except OSError:
+                        pass
 
     # -------------------------------------------------------------- bootstrap mode
     def bootstrap(self):
@@ -518,7 +540,7 @@ class Runner(object):
             utcnow(), job_id, socket.gethostname(), spec.get("workdir")))
         try:
             code = self.supervise([spec.get("shell") or "/bin/bash", self.path("command.sh")],
-                                  spec.get("workdir") or os.path.expanduser("~"), env, "child_pid")
+                                  spec.get("workdir") or os.path.expanduser("~"), env, "child_pid", streams=True)
         except OSError as exc:
             self.say("cannot start the command: %s" % exc)
             return self.finish("failed", 127)

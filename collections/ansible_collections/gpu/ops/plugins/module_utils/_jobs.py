@@ -629,6 +629,9 @@ def start_bootstrap(paths, job_id, workdir, command=None, timeout=600, force=Fal
     """
     job_dir = paths.job_dir(job_id)
     sess = bootstrap_session_name(job_id)
+    if not check_mode and _stale_bootstrap(job_dir, job_id, workdir, command, python, venv, system_site_packages,
+                                           hash_files):
+        _forget_bootstrap(job_dir)
     if os.path.exists(os.path.join(job_dir, "bootstrap.json")) or read_bootstrap_flag(job_dir) is not None:
         spec = read_json(os.path.join(job_dir, "bootstrap.json"), {}) or {}
         state = bootstrap_state(job_dir, job_id, live_sessions())
@@ -687,6 +690,37 @@ def start_bootstrap(paths, job_id, workdir, command=None, timeout=600, force=Fal
                 pass
         raise
     return True, result
+
+
+BOOTSTRAP_FILES = ("bootstrap.json", "bootstrap_done", "bootstrap_failed", "bootstrap.pid", "bootstrap.sh",
+                   "bootstrap.env")
+
+
+def _stale_bootstrap(job_dir, job_id, workdir, command, python, venv, system_site_packages, hash_files):
+    """A finished bootstrap of a job that has not started yet, for dependencies that changed since (a second deploy
+    before the job): it must run again for the new ones. A started job's bootstrap is history and stays."""
+    spec = read_json(os.path.join(job_dir, "bootstrap.json"), None)
+    if not spec or os.path.exists(os.path.join(job_dir, "metadata.json")):
+        return False
+    if bootstrap_state(job_dir, job_id, live_sessions())["state"] in ("running", "none"):
+        return False
+    wd = expand(workdir)
+    if not os.path.isdir(wd):
+        return False
+    plan = plan_bootstrap(wd, command, python, venv, find_uv(), system_site_packages, hash_files)
+    return plan["hash"] != spec.get("hash")
+
+
+def _forget_bootstrap(job_dir):
+    for name in BOOTSTRAP_FILES:
+        try:
+            os.unlink(os.path.join(job_dir, name))
+        except OSError:
+            pass
+    log = os.path.join(job_dir, "bootstrap.log")
+    if os.path.exists(log):
+        with open(log, "a") as fh:
+            fh.write("==== BIFROST BOOTSTRAP AGAIN %s: the dependency files changed since ====\n" % runner.utcnow())
 
 
 def _prepare_job_dir(paths, job_dir):
@@ -752,3 +786,46 @@ def wait_job(paths, job_id, state="finished", timeout=30.0, ready_url=None, read
             return {"done": done, "ready": ready, "ready_detail": detail, "job": info}
         time.sleep(min(delay, left))
         delay = min(delay * 1.6, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------- following
+def follow_job(paths, job_id, emit, offset=0, timeout=0.0, log="job.log", poll=(0.05, 0.25)):
+    """Stream the job's log from byte ``offset`` until the job has a final status (or is lost): every complete
+    line goes to ``emit(text, offset_after)``; the last, unterminated one at the end. Polls the file with backoff
+    (reset whenever output arrives). ``timeout`` > 0 returns early (``done`` false) so a caller can reconnect.
+    Returns {done, offset, job}."""
+    job_dir = paths.job_dir(job_id)
+    if not os.path.isdir(job_dir):
+        raise JobError("no job %s on this node (%s)" % (job_id, job_dir))
+    path = os.path.join(job_dir, log)
+    end = time.monotonic() + timeout if timeout and timeout > 0 else None
+    delay, pending = poll[0], b""
+    while True:
+        info = read_job(job_dir, None, 0, persist=True)
+        finished = info["final"] or info["status"] in ("lost", None)
+        chunk = _read_from(path, offset)
+        if chunk:
+            offset += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                emit(line.decode("utf-8", "replace"), offset - len(pending))
+            delay = poll[0]
+            continue  # more may be there: read again before sleeping
+        if finished:
+            if pending:
+                emit(pending.decode("utf-8", "replace"), offset)
+            return {"done": True, "offset": offset, "job": info}
+        if end is not None and time.monotonic() >= end:
+            return {"done": False, "offset": offset - len(pending), "job": info}
+        time.sleep(delay)
+        delay = min(delay * 1.5, poll[1])
+
+
+def _read_from(path, offset, limit=1 << 20):
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(limit)
+    except OSError:
+        return b""

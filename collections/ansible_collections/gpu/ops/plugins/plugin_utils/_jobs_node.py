@@ -11,6 +11,9 @@ Python >= 3.9. Commands (arguments as one JSON line on stdin, the answer as one 
   start      gpu.ops.job state=started      kill    gpu.ops.job state=killed
   bootstrap  gpu.ops.job_bootstrap          info    gpu.ops.job_info
   wait       gpu.ops.job_wait (one round: waits at most ``timeout`` seconds on the node)
+  follow     stream the job's log from ``offset`` until it ends (``{"line": ..., "offset": n}`` lines, then the
+             answer); gpuops exec, logs -f
+  run        start, then follow: one round trip for gpuops exec
   runner     ``runner run|bootstrap JOB_DIR``: the process in a job's tmux session (no stdin protocol)
 
 Each job keeps running from the helper file that started it; a newer collection installs a new file next to it.
@@ -18,6 +21,7 @@ Each job keeps running from the helper file that started it; a newer collection 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -25,6 +29,7 @@ from ansible_collections.gpu.ops.plugins.module_utils import _job_runner as runn
 from ansible_collections.gpu.ops.plugins.module_utils._jobs import (
     JobError,
     Paths,
+    follow_job,
     kill_job,
     list_jobs,
     read_job,
@@ -95,7 +100,28 @@ def wait(args):
     return dict(res, changed=False, msg="job %s: %s" % (args["job_id"], res["job"]["status"]))
 
 
-COMMANDS = {"start": start, "kill": kill, "bootstrap": bootstrap, "info": info, "wait": wait}
+def _emit(line, offset):
+    sys.stdout.write(json.dumps({"line": line, "offset": offset}) + "\n")
+    sys.stdout.flush()
+
+
+def follow(args):
+    res = follow_job(_paths(args), args["job_id"], _emit, offset=max(0, int(args.get("offset") or 0)),
+                     timeout=float(args.get("timeout") or 0))
+    return dict(res, changed=False, msg="job %s: %s" % (args["job_id"], res["job"]["status"]))
+
+
+def run(args):
+    started = start(args)
+    sys.stdout.write(json.dumps({"started": started["job"], "changed": started["changed"]}) + "\n")
+    sys.stdout.flush()
+    if args.get("check_mode") or args.get("detach"):
+        return started
+    return dict(follow(args), started=started["job"])
+
+
+COMMANDS = {"start": start, "kill": kill, "bootstrap": bootstrap, "info": info, "wait": wait, "follow": follow,
+            "run": run}
 
 
 def main(argv=None):
