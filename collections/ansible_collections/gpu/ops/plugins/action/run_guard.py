@@ -17,7 +17,8 @@ import sys
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.gpu.ops.plugins.plugin_utils import _guardian, _run
+from ansible_collections.gpu.ops.plugins.module_utils import lifecycle
+from ansible_collections.gpu.ops.plugins.plugin_utils import _guardian
 
 ARGUMENT_SPEC = {
     "spec": {"type": "dict", "required": True},
@@ -65,13 +66,13 @@ class ActionModule(ActionBase):
                         msg="not started by ansible-playbook: no guardian (the watchdog and the reaper remain)")
         run_dir = spec["run_dir"]
         cfg = {"pid": pid, "pid_start": start, "pgid": pgid, "cmdline": cmdline.decode("latin-1"),
-               "run_id": spec["run_id"], "run_dir": run_dir, "cwd": os.getcwd(),
+               "run_id": spec["run_id"], "run_dir": run_dir, "cwd": os.getcwd(), "collections_root": COLLECTIONS_ROOT,
                "teardown_command": [sys.executable, playbook, "gpu.ops.teardown",
                                     "-e", "@" + os.path.join(run_dir, "spec.json")],
                "env": {"ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(
                    p for p in (COLLECTIONS_ROOT, os.environ.get("ANSIBLE_COLLECTIONS_PATH")) if p)}}
         guardian = self._spawn(cfg, run_dir)
-        _run.update_record(run_dir, {"guardian_pid": guardian, "playbook_pid": pid})
+        lifecycle.update_record(run_dir, {"guardian_pid": guardian, "playbook_pid": pid})
         return dict(result, changed=True, guardian_pid=guardian,
                     msg="guardian %d watches ansible-playbook %d: if it dies, the run is collected and torn down"
                         % (guardian, pid))

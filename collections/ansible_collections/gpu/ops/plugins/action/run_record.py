@@ -2,7 +2,11 @@
 # Copyright: gpu.ops contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for gpu.ops.run_record (documentation: plugins/modules/run_record.py). Controller only."""
+"""Action plugin for gpu.ops.run_record (documentation: plugins/modules/run_record.py). Controller only.
+
+The run's state and status are written through ``module_utils/lifecycle.py`` only (its transitions are checked
+there); everything else is merged into run.json under the same lock.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import time
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.gpu.ops.plugins.module_utils import lifecycle
 from ansible_collections.gpu.ops.plugins.plugin_utils import _run
 
 ARGUMENT_SPEC = {
@@ -21,17 +26,29 @@ ARGUMENT_SPEC = {
     "steps": {"type": "dict", "default": {}},
     "marks": {"type": "list", "elements": "dict", "default": []},
     "fields": {"type": "dict", "default": {}},
-    "status": {"type": "str", "choices": list(_run.FINAL_STATUSES) + ["running"]},
+    "status": {"type": "str", "choices": list(lifecycle.OUTCOMES)},
     "failure": {"type": "dict"},
     "jobs": {"type": "list", "elements": "dict", "default": []},
+    "job_hosts": {"type": "dict", "default": {}},
     "collected": {"type": "list", "elements": "dict", "default": []},
     "exit_code": {"type": "int"},
     "message": {"type": "str"},
     "hosts": {"type": "list", "elements": "str", "default": []},
+    "nodes": {"type": "list", "elements": "dict", "default": []},
     "provenance": {"type": "dict", "default": {}},
     "billed": {"type": "list", "elements": "dict", "default": []},
     "torn_down": {"type": "bool"},
+    "to": {"type": "str", "choices": list(lifecycle.STATES)},
+    "command": {"type": "str", "default": "launch"},
+    "job": {"type": "dict"},
+    "ending": {"type": "str", "default": "pipeline", "choices": ["pipeline", "down"]},
+    "final_state": {"type": "str", "choices": ["torn_down", "kept", "detached", "tearing_down"]},
 }
+
+
+def playbook_owner(command):
+    """The owner of a transient state written from a task: the ansible-playbook process (this worker's parent)."""
+    return lifecycle.owner_of(os.getppid(), command)
 
 
 class ActionModule(ActionBase):
@@ -45,66 +62,98 @@ class ActionModule(ActionBase):
         _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         spec = args["spec"]
         run_dir = spec["run_dir"]
-        if args["state"] == "outcome":  # reads nothing, writes nothing
-            return dict(result, changed=False, **_run.outcome(spec, args["failure"], args["jobs"], args["collected"],
-                                                              args["status"], args["message"]))
+        if args["state"] == "outcome":  # reads the record, writes nothing
+            rec = lifecycle.read_record(run_dir) or {}
+            return dict(result, changed=False, **_run.outcome(
+                spec, args["failure"], args["jobs"], args["collected"], args["status"], args["message"],
+                ending=args["ending"], record=rec))
         if self._task.check_mode:
             return dict(result, changed=False, run_dir=run_dir, msg="check mode: %s not written" % run_dir)
         handler = getattr(self, "_" + args["state"])
-        return dict(result, changed=True, run_dir=run_dir, **handler(args, spec, run_dir))
+        try:
+            return dict(result, changed=True, run_dir=run_dir, **handler(args, spec, run_dir))
+        except lifecycle.LifecycleError as exc:
+            return dict(result, failed=True, msg=str(exc))
 
     def _init(self, args, spec, run_dir):
-        """A new run's record, or a rerun of the same run_id: then what it rented and timed so far stays."""
-        os.makedirs(run_dir, exist_ok=True)
-        _run.write_json(os.path.join(run_dir, "spec.json"), _run.public_spec(spec))
-        fresh = _run.read_json(os.path.join(run_dir, "run.json")) is None
-        base = {"run_id": spec["run_id"], "status": "running", "torn_down": False, "owner": spec["owner"],
-                "target": spec["target"], "started_at": spec["started_at"], "ended_at": None,
-                "expires_at": spec["expires_at"], "run_dir": run_dir, "max_cost": spec.get("max_cost"),
-                "job_id": spec["job_id"], "spec": _run.public_spec(spec), "detached": bool(spec.get("detach")),
-                "kept": False}
+        """A new run's record (state planned), or a new launch of a run id that ended: then what it rented, timed
+        and ran so far stays."""
+        os.makedirs(run_dir, mode=0o700, exist_ok=True)
+        lifecycle.write_json(os.path.join(run_dir, "spec.json"), _run.public_spec(spec))
+        fresh = lifecycle.read_record(run_dir) is None
+        base = {"run_id": spec["run_id"], "owner_name": spec["owner"], "target": spec["target"],
+                "started_at": spec["started_at"], "expires_at": spec["expires_at"], "run_dir": run_dir,
+                "max_cost": spec.get("max_cost"), "job_id": spec["job_id"], "spec": _run.public_spec(spec),
+                "kind": "session" if args["command"] == "up" else "pipeline", "idle_timeout": spec.get("idle_timeout"),
+                "ttl": spec.get("ttl")}
         if fresh:
-            base.update({"instances": [], "steps": {}})
-        return {"record": _run.update_record(run_dir, dict(base, **args["fields"]))}
+            base.update({"instances": [], "steps": {}, "jobs": [], "hosts": []})
+        base.update(args["fields"])
+        owner = playbook_owner(args["command"])
+        if fresh:
+            rec = lifecycle.transition(run_dir, "planned", owner=owner, fields=dict(base, status="running"))
+        else:
+            rec = lifecycle.restart(run_dir, owner, base)
+        return {"record": rec}
 
     def _update(self, args, spec, run_dir):
         now = time.time()
         changes = dict(args["fields"])
-        if args["torn_down"] is not None:
-            changes["torn_down"] = args["torn_down"]
+        if args["nodes"]:
+            changes["hosts"] = args["nodes"]
         steps = dict(args["steps"], **_run.step_times(args["marks"]))
-        rec = _run.update_record(run_dir, changes, instances=[_run.instance_entry(i, now) for i in args["instances"]],
-                                 steps=steps)
+        rec = lifecycle.update_record(run_dir, changes, instances=[_run.instance_entry(i, now) for i in args["instances"]],
+                                      steps=steps)
         if args["destroyed"]:
             gone = set(str(i) for i in args["destroyed"])
             stamped = [dict(i, destroyed_at=_run.iso_ms(now)) for i in rec.get("instances", [])
                        if str(i.get("id")) in gone and not i.get("destroyed_at")]
-            rec = _run.update_record(run_dir, {}, instances=stamped)
+            rec = lifecycle.update_record(run_dir, {}, instances=stamped)
+        if args["job"]:
+            rec = lifecycle.job_started(run_dir, args["job"])
+        if args["job_hosts"]:
+            lifecycle.job_ended(run_dir, spec["job_id"], _job_hosts(args["job_hosts"]))
+        if args["to"]:
+            rec = lifecycle.transition(run_dir, args["to"], owner=playbook_owner(args["command"]))
         left = _run.budget_seconds_left(rec.get("instances", []), spec.get("max_cost"), now)
         return {"record": rec, "budget_seconds_left": left}
 
     def _finish(self, args, spec, run_dir):
         now = time.time()
-        changes = {"status": args["status"] or "failed", "exit_code": args["exit_code"],
-                   "message": args["message"], "ended_at": _run.iso_ms(now)}
-        if args["torn_down"] is not None:
-            changes["torn_down"] = args["torn_down"]
-        self._update(args, spec, run_dir)
-        rec = _run.update_record(run_dir, dict(changes, **args["fields"]))
+        self._update(dict(args, to=None), spec, run_dir)
+        lifecycle.decide_outcome(run_dir, args["status"] or "failed", args["message"], args["exit_code"])
+        final = args["final_state"] or ("torn_down" if args["torn_down"] is not False else "tearing_down")
+        fields = dict(args["fields"], ended_at=_run.iso_ms(now))
+        # a teardown that could not destroy everything stays tearing_down with no owner: `gpuops down` again
+        owner = None if final == "tearing_down" else playbook_owner(args["command"])
+        rec = lifecycle.transition(run_dir, final, owner=owner, fields=fields)
         billed = {(b.get("provider"), str(b.get("id"))): b for b in args["billed"]}
         cost = _run.cost_document(rec.get("instances", []), billed, now)
-        _run.write_json(os.path.join(run_dir, "cost.json"), cost)
-        _run.write_json(os.path.join(run_dir, "provenance.json"),
-                        _run.provenance(args["provenance"], spec, rec.get("instances", [])))
-        metrics = _run.merge_metrics(run_dir, args["hosts"])
+        lifecycle.write_json(os.path.join(run_dir, "cost.json"), cost)
+        lifecycle.write_json(os.path.join(run_dir, "provenance.json"),
+                             _run.provenance(args["provenance"], spec, rec.get("instances", [])))
+        results = os.path.join(run_dir, spec.get("job_results") or "")
+        metrics = _run.merge_metrics(run_dir, args["hosts"], results)
         plot, why_no_plot = _run.plot_loss(run_dir, metrics)
         trend = _run.loss_trend(metrics)
         lines = _run.summary_lines(rec, cost, trend, plot)
-        summary = {"run_id": rec["run_id"], "status": rec["status"], "exit_code": rec.get("exit_code"),
-                   "run_dir": run_dir, "cost_usd": cost["total"]["estimated_usd"],
+        summary = {"run_id": rec["run_id"], "status": rec["status"], "state": rec["state"],
+                   "exit_code": rec.get("exit_code"), "run_dir": run_dir, "cost_usd": cost["total"]["estimated_usd"],
                    "billed_usd": cost["total"].get("billed_usd"), "steps": rec.get("steps", {}),
-                   "nodes": [i.get("name") for i in rec.get("instances", [])] or rec.get("homelab_hosts", []),
+                   "nodes": [n.get("name") for n in (rec.get("instances") or []) + (rec.get("hosts") or [])],
                    "loss": list(trend) if trend else None, "summary": "\n".join(lines)}
-        _run.write_json(os.path.join(run_dir, "summary.json"), summary)
+        lifecycle.write_json(os.path.join(run_dir, "summary.json"), summary)
         return {"record": rec, "cost": cost, "summary": summary, "summary_lines": lines, "plot": plot,
                 "plot_skipped": why_no_plot}
+
+
+def _job_hosts(job_hosts):
+    """{host: run_job fact} -> {host: {status, exit_code, msg}} for the record's job entry."""
+    out = {}
+    for host, job in job_hosts.items():
+        if not isinstance(job, dict):
+            continue
+        status = "budget_exceeded" if job.get("budget_exceeded") in (True, "True", "true") else job.get("status")
+        out[host] = {"status": status, "exit_code": _run._int_or_none(job.get("exit_code")),
+                     "msg": str(job.get("msg") or "")[:2000]}
+    return out

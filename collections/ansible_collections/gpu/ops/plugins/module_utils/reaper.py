@@ -10,7 +10,8 @@ An instance is a candidate only when it carries gpu.ops labels (``run_id`` and `
 the one asked for (or every owner was asked for). It is reaped for any of these reasons:
 
 * ``expired``   -- its ``expires_at`` label is in the past;
-* ``torn_down`` -- ``<runs_dir>/<run_id>/run.json`` says the run was torn down or ended (a final status);
+* ``torn_down`` -- ``<runs_dir>/<run_id>/run.json`` says the run was torn down (``module_utils/lifecycle.py``;
+  a kept, up or detached run keeps its nodes until they expire);
 * ``named``     -- its run was named by the caller.
 
 Every provider is listed once (every page) before anything is destroyed. When a listing fails, the picture
@@ -29,9 +30,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils import lifecycle
 from ansible_collections.gpu.ops.plugins.module_utils.provider import parse_iso, utc_iso
 
-FINAL_STATUSES = ("succeeded", "failed", "budget_exceeded", "preempted", "cancelled")
+FINAL_STATUSES = tuple(sorted(lifecycle.FINAL_OUTCOMES))  # kept for importers; the record rule is lifecycle.nodes_released
 REASONS = ("expired", "torn_down", "named")
 ON_PROVIDER_ERROR = ("abort", "reap_others")
 
@@ -74,15 +76,9 @@ class RunRecords:
         return data if isinstance(data, dict) else None
 
     def ended(self, run_id):
-        """Why the record says the run's instances should be gone ("torn_down: true", "status succeeded"), or None."""
-        rec = self.get(run_id)
-        if not rec:
-            return None
-        if rec.get("torn_down") is True:
-            return "run record says torn_down"
-        if rec.get("status") in FINAL_STATUSES:
-            return "run record says %s" % rec["status"]
-        return None
+        """Why the record says the run's instances should be gone (the run is torn down), or None: a run that is
+        kept after a failure, up (``gpuops up``) or detached keeps its nodes until they expire."""
+        return lifecycle.nodes_released(self.get(run_id))
 
 
 def is_labelled(inst):

@@ -5,9 +5,10 @@
 """The run's guardian: a detached controller process that tears a run down when ansible-playbook dies.
 
 Started by gpu.ops.run_guard (stdlib only, run as a script, settings as one JSON document on stdin). It waits
-for the ansible-playbook process to end (pidfd where the kernel has it, else polling with backoff). When the
-run record says the run finished and was torn down, it exits. Otherwise (SIGKILL, a crash, Ctrl-C, SIGTERM,
-a laptop that closed its lid mid-run), it stops what the dead process left running (its forked workers),
+for the ansible-playbook process to end (pidfd where the kernel has it, else polling with backoff). It follows
+the run's lifecycle (``module_utils/lifecycle.py``): a run that is torn down, or held on purpose (``ready`` after
+``gpuops up``, ``detached``, ``kept`` after a failure with keep_on_failure), needs nothing. A run left in a
+transient state (SIGKILL, a crash, Ctrl-C, SIGTERM, a laptop that closed its lid mid-run) was cut off: it stops what the dead process left running (its forked workers),
 then runs ``ansible-playbook gpu.ops.teardown`` for the run: the job is stopped, results are collected, every
 instance is destroyed and the record says why. It is in its own session, so the terminal's Ctrl-C does not
 reach it, and it exits when the teardown ends: nothing is left behind.
@@ -39,7 +40,10 @@ def proc_start_time(pid):
             stat = fh.read()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None  # exited, not yet reaped by its parent: gone all the same
+    return fields[19]
 
 
 def alive(pid, start):
@@ -110,7 +114,7 @@ def stop_workers(pgid, cmdline):
         log("workers still present after SIGKILL: %s" % pids)
 
 
-def teardown(cfg, why, attempts=3):
+def teardown(cfg, why, lifecycle, attempts=3):
     """Run the teardown playbook until the record says the run is torn down (a provider may fail for a while);
     the playbook itself exits non-zero for a cancelled run, so the record decides."""
     cmd = list(cfg["teardown_command"]) + ["-e", json.dumps({"teardown_status": "cancelled",
@@ -121,8 +125,8 @@ def teardown(cfg, why, attempts=3):
         log("teardown attempt %d: %s" % (attempt, " ".join(cmd[1:3])))
         res = subprocess.run(cmd, cwd=cfg["cwd"], env=env, stdin=subprocess.DEVNULL, check=False)
         rec = record(cfg["run_dir"])
-        log("teardown ended with exit code %d; torn down: %s" % (res.returncode, bool(rec.get("torn_down"))))
-        if rec.get("torn_down") or rec.get("kept"):
+        log("teardown ended with exit code %d; state %s" % (res.returncode, rec.get("state")))
+        if rec.get("state") == "torn_down" or rec.get("state") in lifecycle.HELD:
             return 0
         if attempt < attempts:
             time.sleep(delay)  # backoff before asking the provider again
@@ -131,25 +135,50 @@ def teardown(cfg, why, attempts=3):
     return 1
 
 
+def lifecycle_module(cfg):
+    """module_utils/lifecycle.py of the collection that started this guardian (stdlib only)."""
+    root = cfg.get("collections_root")
+    if root and root not in sys.path:
+        sys.path.insert(0, root)
+    from ansible_collections.gpu.ops.plugins.module_utils import lifecycle
+
+    return lifecycle
+
+
+def verdict(rec, lifecycle):
+    """None when the run needs nothing from the guardian, else why it is torn down. It follows the lifecycle:
+    a torn-down run, and a run held on purpose (ready, detached, kept) are left alone; a transient state whose
+    owner (the dead ansible-playbook) is gone means the run was cut off."""
+    state = rec.get("state")
+    if state not in lifecycle.STATES:  # a record written before the lifecycle
+        if rec.get("status") in FINAL and (rec.get("torn_down") or rec.get("target") == "homelab"):
+            return None
+        return None if rec.get("kept") or rec.get("detached") else "legacy"
+    if state == "torn_down" or state in lifecycle.HELD:
+        return None
+    if lifecycle.owner_alive(rec.get("owner")):
+        return None  # another live process owns it now (a gpuops down started meanwhile)
+    return state
+
+
 def main():
     cfg = json.loads(sys.stdin.read())
     sys.stdin.close()
     pid, start, run_dir = cfg["pid"], cfg["pid_start"], cfg["run_dir"]
+    lifecycle = lifecycle_module(cfg)
     log("watching ansible-playbook pid %d for run %s" % (pid, cfg["run_id"]))
     wait_for_exit(pid, start, run_dir)
     rec = record(run_dir)
-    if rec.get("status") in FINAL and (rec.get("torn_down") or rec.get("target") == "homelab"):
-        log("run %s ended %s and was torn down; nothing to do" % (cfg["run_id"], rec.get("status")))
+    why_state = verdict(rec, lifecycle)
+    if why_state is None:
+        log("run %s is %s (status %s); nothing to do" % (cfg["run_id"], rec.get("state") or (
+            "torn down" if rec.get("torn_down") else "kept"), rec.get("status")))
         return 0
-    if rec.get("kept") or rec.get("detached"):
-        log("run %s was %s on purpose; the watchdog and the reaper look after it" % (
-            cfg["run_id"], "kept" if rec.get("kept") else "detached"))
-        return 0
-    why = "ansible-playbook (pid %d) ended before the run finished (run status %s); the guardian stopped the " \
-          "job, collected the results and tore the run down" % (pid, rec.get("status", "unknown"))
+    why = "ansible-playbook (pid %d) ended before the run finished (state %s, status %s); the guardian stopped the " \
+          "job, collected the results and tore the run down" % (pid, why_state, rec.get("status", "unknown"))
     log(why)
     stop_workers(cfg["pgid"], cfg["cmdline"].encode("latin-1"))
-    return teardown(cfg, why)
+    return teardown(cfg, why, lifecycle)
 
 
 if __name__ == "__main__":

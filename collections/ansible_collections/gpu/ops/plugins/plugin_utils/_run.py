@@ -13,9 +13,7 @@ that tears a dead run down), so every write is a locked read-modify-write follow
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
 import getpass
 import json
 import os
@@ -24,7 +22,8 @@ import secrets
 import subprocess
 import time
 
-from ansible_collections.gpu.ops.plugins.module_utils import registry
+from ansible_collections.gpu.ops.plugins.module_utils import lifecycle, registry
+from ansible_collections.gpu.ops.plugins.module_utils.lifecycle import read_json
 from ansible_collections.gpu.ops.plugins.module_utils.provider import parse_ttl, utc_iso
 
 # every key of the run spec with its type and default; the module doc (plugins/modules/run_spec.py) says what
@@ -33,8 +32,9 @@ SPEC = {
     "run_id": {"type": "str"},
     "name": {"type": "str"},
     "repo": {"type": "path"},
-    "target": {"type": "str", "default": "cloud", "choices": ["cloud", "homelab"]},
+    "target": {"type": "str", "default": "cloud", "choices": ["cloud", "homelab", "ssh"]},
     "homelab_group": {"type": "str", "default": "gpu_nodes"},
+    "ssh_hosts": {"type": "list", "elements": "str", "default": []},
     "nodes": {"type": "int", "default": 1},
     "gpu": {"type": "list", "elements": "str", "default": []},
     "gpu_count": {"type": "int", "default": 1},
@@ -46,6 +46,7 @@ SPEC = {
     "disk_gb": {"type": "int", "default": 20},
     "bootstrap": {"type": "str", "default": ""},
     "bootstrap_timeout": {"type": "int", "default": 600},
+    "dependency_files": {"type": "list", "elements": "str", "default": []},
     "command": {"type": "str"},
     "workdir": {"type": "str", "default": ""},
     "job_name": {"type": "str", "default": "train"},
@@ -78,11 +79,18 @@ SPEC = {
 }
 # what a run's spec.json keeps that is not an input: a step run later works on the same run
 DERIVED = ("started_at", "expires_at", "run_dir", "job_id", "node_workdir")
+# every key of a normalized spec (a run's spec.json, passed back with -e @spec.json by the guardian and the CLI)
+NORMALIZED_KEYS = frozenset(DERIVED) | {"managed", "job_results", "owner", "ssh_nodes", "node_workspace"}
 # health rounds are imported plays (plays cannot loop), so replacements have a ceiling
 MAX_HEALTH_REPLACEMENTS = 3
 # train rounds are imported plays too: restarts (preemption recoveries and restarts after errors together)
 MAX_RESTARTS = 3
-FINAL_STATUSES = ("succeeded", "failed", "budget_exceeded", "preempted", "cancelled")
+FINAL_STATUSES = tuple(sorted(lifecycle.FINAL_OUTCOMES))
+# variables the playbooks take besides the spec's keys (a step's switches), and prefixes that are never spec keys
+CONTROL_VARS = frozenset(("teardown_status", "teardown_message", "collect", "logs_follow", "logs_lines",
+                          "logs_bootstrap", "logs_interval", "exec_command", "exec_detach", "exec_dirty", "force",
+                          "run_command"))
+FOREIGN_PREFIXES = ("ansible_", "awx_", "tower_", "molecule_", "x_")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 
@@ -240,12 +248,92 @@ def saved_spec(raw, cwd):
     return read_json(os.path.join(runs_dir, str(raw["run_id"]), "spec.json"))
 
 
-def normalize(raw, cwd, environ, when=None):
+SSH_HOST_RE = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9._-]*)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
+                         r"(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def parse_ssh_host(text):
+    """``user@host[:port]`` (``[v6]:port`` for IPv6) -> {user, host, port}; raises ValueError with the reason."""
+    m = SSH_HOST_RE.match(str(text or "").strip())
+    if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
+        raise ValueError("ssh_hosts entry %r is not user@host[:port]" % (text,))
+    return {"user": m.group("user"), "host": m.group("host").strip("[]"), "port": int(m.group("port") or 22)}
+
+
+def _check_ssh_hosts(s):
+    if s["target"] != "ssh":
+        return []
+    problems = []
+    if not s["ssh_hosts"]:
+        problems.append("target ssh needs ssh_hosts (user@host[:port], one per node), e.g. gpuops up --ssh me@box")
+    for entry in s["ssh_hosts"]:
+        try:
+            parse_ssh_host(entry)
+        except ValueError as exc:
+            problems.append(str(exc))
+    s["nodes"] = len(s["ssh_hosts"]) or s["nodes"]
+    return problems + check_key(s["ssh_private_key_file"])
+
+
+def ssh_nodes(spec):
+    """The run's nodes of target ssh, named ``<run_id>-<i>`` in the order given (rank order), with the run's own
+    known_hosts file (trust on first use, as for rented nodes)."""
+    known = os.path.join(spec["run_dir"], "known_hosts")
+    args = "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes" % known
+    out = []
+    for i, entry in enumerate(spec["ssh_hosts"]):
+        h = parse_ssh_host(entry)
+        out.append({"name": "%s-%d" % (spec["run_id"], i), "kind": "ssh", "ssh_host": h["host"], "ssh_port": h["port"],
+                    "ssh_user": h["user"], "ssh_private_key_file": spec["ssh_private_key_file"],
+                    "ssh_common_args": args, "given": entry})
+    return out
+
+
+def probe_ssh_nodes(spec, timeout=10):
+    """One problem per ssh host that cannot be used: no SSH server there, or the key is refused. Nothing is
+    rented for these hosts, but a run must not start on a host it cannot reach."""
+    from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
+
+    os.makedirs(spec["run_dir"], mode=0o700, exist_ok=True)
+    known = os.path.join(spec["run_dir"], "known_hosts")
+
+    def run(cmd):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 10, check=False,
+                              stdin=subprocess.DEVNULL)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    problems = []
+    for node in spec.get("ssh_nodes") or []:
+        where = "ssh host %s (%s:%s)" % (node["given"], node["ssh_host"], node["ssh_port"])
+        ok, why = sshu.probe_banner(node["ssh_host"], node["ssh_port"], min(timeout, 5))
+        if ok:
+            ok, why = sshu.probe_ssh(node["ssh_host"], node["ssh_port"], node["ssh_user"],
+                                     node["ssh_private_key_file"], known, timeout, run)
+            why = why if ok else "%s: the login with %s was refused or failed (%s)" % (
+                where, node["ssh_private_key_file"], why)
+        else:
+            why = "%s: no SSH server answers (%s)" % (where, why)
+        if not ok:
+            problems.append(why)
+    return problems
+
+
+def workspace_root(spec):
+    """The node's workspace: a rented node has one run, so ``~/.bifrost/workspace``; a home-lab or ssh host may
+    serve several runs, each in its own ``~/.bifrost/workspaces/<run_id>``."""
+    if spec["target"] == "cloud":
+        return "~/.bifrost/workspace"
+    return "~/.bifrost/workspaces/%s" % spec["run_id"]
+
+
+def normalize(raw, cwd, environ, when=None, record=None, command=None):
     """The run spec with defaults, absolute paths, a run id and its expiry; raises :class:`SpecError`.
 
     A ``run_id`` whose record exists continues that run: its saved spec fills what is not given, and its start,
-    expiry and job id stay (a step playbook, the guardian's teardown, ``gpuops down``)."""
+    expiry and job id stay (a step playbook, the guardian's teardown, ``gpuops down``). ``command`` launch or up on
+    an existing run is a new launch of it: a fresh start and expiry, and the next unused job id."""
     saved = saved_spec(raw, cwd)
+    relaunch = bool(saved) and command in ("launch", "up")
     if saved:
         raw = dict({k: v for k, v in saved.items() if k in SPEC}, **{k: v for k, v in raw.items() if v is not None})
     s = {}
@@ -267,8 +355,8 @@ def normalize(raw, cwd, environ, when=None):
         problems.append("run_id %r may contain only lower-case letters, digits and -, at most 41 characters"
                         % s["run_id"])
     s["run_id"] = s["run_id"] or new_run_id(s["name"], when)
-    problems += _check_numbers(s)
-    if saved:  # the run exists: its code was deployed already, and secrets are only needed to start a job
+    problems += _check_numbers(s) + _check_ssh_hosts(s)
+    if saved and not relaunch:  # the run exists: its code was deployed already; secrets only matter to a job
         s["repo_facts"] = {}
         problems += [p for p in _check_cloud(s, environ) if s["target"] == "cloud"]
     else:
@@ -279,18 +367,38 @@ def normalize(raw, cwd, environ, when=None):
             problems += _check_cloud(s, environ)
     if problems:
         raise SpecError(problems)
-    if saved:
+    if saved and not relaunch:
         s.update({k: saved[k] for k in DERIVED if saved.get(k)})
         s["existing"] = True
+        s["node_workspace"] = s["node_workdir"][:-len("/" + s["workdir"])] if s["workdir"] and s["node_workdir"].endswith(
+            "/" + s["workdir"]) else s["node_workdir"]
+        _set_job_id(s, record, command)
         return s
     started = when or now_utc()
     s["started_at"] = started.strftime("%Y-%m-%dT%H:%M:%SZ")
     s["expires_at"] = utc_iso(started.timestamp() + parse_ttl(s["ttl"]))
     s["run_dir"] = os.path.join(s["runs_dir"], s["run_id"])
-    s["node_workdir"] = "~/.bifrost/workspace" + ("/" + s["workdir"] if s["workdir"] else "")
-    # one job id for the run: bootstrap and job share it, so `gpuops logs` and collect find both
-    s["job_id"] = "%s-%s" % (re.sub(r"[^a-z0-9-]", "", s["job_name"].lower()) or "train", s["run_id"])
+    s["node_workspace"] = workspace_root(s)
+    s["node_workdir"] = s["node_workspace"] + ("/" + s["workdir"] if s["workdir"] else "")
+    if s["target"] == "ssh":
+        s["ssh_nodes"] = ssh_nodes(s)
+    if relaunch:
+        s["existing"] = True
+    _set_job_id(s, record, "launch")
     return s
+
+
+def _set_job_id(s, record, command):
+    """The job this playbook works on: a new one (next unused id) for a launch, train or deploy; else the run's
+    current job. Bootstrap and job share the id, so ``gpuops logs`` and collect find both."""
+    current = lifecycle.current_job(record)
+    if command in ("launch", "up", "train", "deploy") or not (current or s.get("job_id")):
+        s["job_id"] = lifecycle.next_job_id(record, s["job_name"], s["run_id"])
+    elif current:
+        s["job_id"] = current["job_id"]
+    jobs = [j.get("job_id") for j in (record or {}).get("jobs") or [] if isinstance(j, dict)]
+    first = not jobs or jobs[0] == s["job_id"]
+    s["job_results"] = lifecycle.job_results_dir(s["run_dir"], s["job_id"], first)
 
 
 def _whoami():
@@ -306,53 +414,8 @@ def public_spec(spec):
 
 
 # ---------------------------------------------------------------------------- the record
-@contextlib.contextmanager
-def _locked(run_dir):
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def write_json(path, data):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def read_json(path, default=None):
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return default
-
-
-def update_record(run_dir, changes, instances=None, steps=None):
-    """Merge into run.json under the lock: top-level keys replaced, instances merged by (provider, id),
-    steps added up (a step that runs in several rounds, such as health, counts every round)."""
-    with _locked(run_dir):
-        path = os.path.join(run_dir, "run.json")
-        rec = read_json(path, {}) or {}
-        rec.update(changes or {})
-        if instances:
-            known = {(i.get("provider"), str(i.get("id"))): i for i in rec.get("instances", [])}
-            for inst in instances:
-                key = (inst.get("provider"), str(inst.get("id")))
-                known[key] = dict(known.get(key, {}), **inst)
-            rec["instances"] = list(known.values())
-        if steps:
-            merged = dict(rec.get("steps") or {})
-            for name, secs in steps.items():
-                merged[name] = round(merged.get(name, 0) + float(secs), 2)
-            rec["steps"] = merged
-        write_json(path, rec)
-        return rec
+# its files are written by module_utils/lifecycle.py (locked read-modify-write, atomic rename, 0600); these
+# names stay for the callers that read and merge
 
 
 def step_times(marks):
@@ -440,14 +503,16 @@ def budget_seconds_left(instances, max_cost, now=None):
 
 
 # ---------------------------------------------------------------------------- metrics and the plot
-def merge_metrics(run_dir, hosts):
-    """metrics.jsonl of every host's outputs, one line per record with its host, in step order per host."""
+def merge_metrics(run_dir, hosts, results_dir=None):
+    """metrics.jsonl of every host's outputs (of the job whose files are in ``results_dir``, default the run dir),
+    one line per record with its host, in step order per host."""
     out = []
+    results_dir = results_dir or run_dir
     for host in hosts:
         # a restarted job (managed runs: restart-NN/ after the first segment, files in that order) logs again the
         # steps after its checkpoint: the last record of a step wins, so the series stays one line
         by_step = {}
-        for path in _metric_files(os.path.join(run_dir, host)):
+        for path in _metric_files(os.path.join(results_dir, host)):
             with open(path) as fh:
                 for line in fh:
                     line = line.strip()
@@ -536,8 +601,10 @@ def summary_lines(rec, cost, trend=None, plot=None):
         lines.append("  node %s: %s %s %s x%s at $%.3f/h%s" % (
             inst.get("name"), inst.get("provider"), inst.get("id"), inst.get("gpu_model"), inst.get("gpu_count"),
             float(inst.get("price_per_hour") or 0), " (destroyed)" if inst.get("destroyed_at") else " (RUNNING)"))
-    for host in rec.get("homelab_hosts", []):
-        lines.append("  node %s: home lab" % host)
+    for host in rec.get("hosts") or []:
+        lines.append("  node %s: %s %s@%s:%s" % (host.get("name"), "home lab" if host.get("kind") == "homelab" else "ssh",
+                                               host.get("ssh_user") or "-", host.get("ssh_host"), host.get("ssh_port")))
+    lines += _state_lines(rec)
     steps = rec.get("steps") or {}
     if steps:
         order = sorted(steps, key=lambda k: (STEP_ORDER.index(k) if k in STEP_ORDER else len(STEP_ORDER), k))
@@ -564,6 +631,21 @@ def summary_lines(rec, cost, trend=None, plot=None):
     return lines
 
 
+def _state_lines(rec):
+    """What is still up, and the one command that ends it."""
+    rid, state = rec.get("run_id"), rec.get("state")
+    up = len(lifecycle.live_nodes(rec))
+    if state == "kept":
+        return ["  kept: %d node(s) stay up for debugging until %s (watchdog and gpuops reap); destroy them now with: "
+                "gpuops down %s" % (up, rec.get("expires_at"), rid)]
+    if state == "detached":
+        return ["  detached: job %s runs on %d node(s); follow: gpuops logs %s -f; results and teardown: gpuops down %s"
+                % (rec.get("job_id"), up, rid, rid)]
+    if state == "tearing_down":
+        return ["  NOT torn down: %d node(s) may still bill; run gpuops down %s again (or gpuops reap)" % (up, rid)]
+    return []
+
+
 def _managed_lines(rec):
     from ansible_collections.gpu.ops.plugins.plugin_utils._managed import recovery_lines
 
@@ -571,36 +653,50 @@ def _managed_lines(rec):
 
 
 # ---------------------------------------------------------------------------- how a run ended
-def outcome(spec, failure=None, jobs=(), collected=(), status=None, message=None):
-    """(status, exit code, message) of a run from what its plays learned, and whether its instances are kept."""
+def outcome(spec, failure=None, jobs=(), collected=(), status=None, message=None, ending="pipeline", record=None):
+    """How a run ended, from what its plays learned: {status, exit_code, message, keep, keep_reason, final_state}.
+
+    ``ending`` ``pipeline``: the pipeline's own end (a failure may keep the nodes, ``keep_on_failure``; a detached
+    job runs on). ``down``: a teardown by hand or by the guardian: nothing is kept, and a status the run already
+    decided (a kept failure, a detached job that succeeded) is never rewritten."""
+    record = record or {}
     attach = [j.get("attach") for j in jobs if j.get("attach")]
     exit_code = next((j.get("exit_code") for j in jobs if j.get("exit_code") not in (None, "", 0, "0")), None)
-    if status:
-        pass  # given by the caller: the guardian (cancelled) or a user tearing down by hand
+    if record.get("status") in lifecycle.FINAL_OUTCOMES:
+        status, message, exit_code = record["status"], record.get("message") or "", record.get("exit_code")
+    elif status:
+        pass  # given by the caller: the guardian (cancelled)
     elif failure:
         status, message = "failed", "%s: %s" % (failure.get("step", "?"), failure.get("msg", "?"))
-    elif spec.get("detach") and jobs:
+    elif ending == "down" and record.get("kind") == "session" and not jobs:
+        status, message = "ended", "the session was closed with gpuops down"
+    elif ending == "pipeline" and spec.get("detach") and jobs:
         status, message = "running", "detached: the job runs on; follow it with the attach command"
-    elif any(j.get("budget_exceeded") in (True, "True", "true") for j in jobs):
-        status = "budget_exceeded"
-        message = next(j.get("msg") for j in jobs if j.get("budget_exceeded") in (True, "True", "true"))
-    elif any(j.get("preempted") in (True, "True", "true") for j in jobs):
-        status = "preempted"
-        message = next(j.get("msg") for j in jobs if j.get("preempted") in (True, "True", "true"))
-    elif jobs and all(j.get("status") == "succeeded" for j in jobs):
-        status = "succeeded"
-    elif jobs:
-        bad = next(j for j in jobs if j.get("status") != "succeeded")
-        status, message = "failed", "job %s: %s" % (bad.get("status"), bad.get("msg"))
     else:
-        status, message = _status_from_collected(collected)
-    keep = bool(spec.get("keep_on_failure")) and status not in ("succeeded", "running")
+        status, message = _status_from_jobs(jobs, collected)
+    keep = ending == "pipeline" and bool(spec.get("keep_on_failure")) and status not in ("succeeded", "running")
     keep_reason = "keep_on_failure: the run's instances are kept for debugging" if keep else None
+    final_state = "kept" if keep else "torn_down"
     if status == "running":
-        keep, keep_reason = True, "the run is detached: its instances keep running"
+        keep, keep_reason, final_state = True, "the run is detached: its instances keep running", "detached"
     return {"status": status, "exit_code": _int_or_none(exit_code), "message": message or "", "keep": keep,
             "keep_reason": keep_reason, "attach": attach if status == "running" else [],
-            "failure_step": (failure or {}).get("step")}
+            "failure_step": (failure or {}).get("step"), "final_state": final_state}
+
+
+def _status_from_jobs(jobs, collected):
+    """(status, message) from the nodes' job outcomes, else from the collected job files (a teardown by hand)."""
+    true = (True, "True", "true")
+    if any(j.get("budget_exceeded") in true for j in jobs):
+        return "budget_exceeded", next(j.get("msg") for j in jobs if j.get("budget_exceeded") in true)
+    if any(j.get("preempted") in true for j in jobs):
+        return "preempted", next(j.get("msg") for j in jobs if j.get("preempted") in true)
+    if jobs and all(j.get("status") == "succeeded" for j in jobs):
+        return "succeeded", ""
+    if jobs and not all(j.get("status") == "running" for j in jobs):
+        bad = next(j for j in jobs if j.get("status") != "succeeded")
+        return "failed", "job %s: %s" % (bad.get("status"), bad.get("msg"))
+    return _status_from_collected(collected)
 
 
 def _status_from_collected(collected):

@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.gpu.ops.plugins.module_utils import lifecycle
 from ansible_collections.gpu.ops.plugins.plugin_utils import _guardian, _run
 
 WHEN = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -101,7 +102,7 @@ def test_homelab_needs_no_provider_key(repo, key, tmp_path):
 def test_an_existing_run_continues_from_its_saved_spec(repo, key, tmp_path):
     first = _run.normalize(spec_of(repo, key, run_id="r-1", nodes=2), str(tmp_path), ENV, WHEN)
     os.makedirs(first["run_dir"])
-    _run.write_json(os.path.join(first["run_dir"], "spec.json"), _run.public_spec(first))
+    lifecycle.write_json(os.path.join(first["run_dir"], "spec.json"), _run.public_spec(first))
     later = datetime.datetime(2026, 12, 3, tzinfo=datetime.timezone.utc)
     again = _run.normalize({"run_id": "r-1"}, str(tmp_path), ENV, later)
     assert again["existing"] and again["nodes"] == 2 and again["command"] == "python3 train.py"
@@ -110,15 +111,17 @@ def test_an_existing_run_continues_from_its_saved_spec(repo, key, tmp_path):
 
 def test_record_updates_merge_instances_and_add_steps(tmp_path):
     run_dir = str(tmp_path / "r")
-    _run.update_record(run_dir, {"status": "running"}, instances=[{"provider": "vast", "id": "1", "name": "a"}],
-                       steps={"health": 1.0})
-    rec = _run.update_record(run_dir, {}, instances=[{"provider": "vast", "id": "1", "destroyed_at": "x"},
-                                                     {"provider": "runpod", "id": "1", "name": "b"}],
-                             steps={"health": 0.5})
-    assert rec["status"] == "running" and rec["steps"] == {"health": 1.5}
+    lifecycle.update_record(run_dir, {"target": "cloud"}, instances=[{"provider": "vast", "id": "1", "name": "a"}],
+                            steps={"health": 1.0})
+    rec = lifecycle.update_record(run_dir, {}, instances=[{"provider": "vast", "id": "1", "destroyed_at": "x"},
+                                                          {"provider": "runpod", "id": "1", "name": "b"}],
+                                  steps={"health": 0.5})
+    assert rec["target"] == "cloud" and rec["steps"] == {"health": 1.5}
     assert {(i["provider"], i.get("name"), i.get("destroyed_at")) for i in rec["instances"]} == {
         ("vast", "a", "x"), ("runpod", "b", None)}
     assert json.loads((tmp_path / "r" / "run.json").read_text()) == rec
+    with pytest.raises(lifecycle.LifecycleError):  # state and status have their own writers
+        lifecycle.update_record(run_dir, {"status": "succeeded"})
 
 
 def test_step_times_take_the_slowest_node():
