@@ -1,18 +1,24 @@
 """gpuops: run GPU training on rented cloud GPUs and home-lab nodes (a thin layer over gpuops.runner).
 
   gpuops launch run.yml [-e k=v] [--detach]     run the pipeline (gpu.ops.pipeline) for a run spec
-  gpuops status [RUN_ID] [--live] [--json]      runs in runs/ (or one run: nodes, jobs, steps, cost so far)
+  gpuops up run.yml [--ssh user@host[:port]]    provision, prepare and keep the nodes (gpu.ops.up)
+  gpuops exec RUN_ID [--dirty] [-- CMD ...]     push, bootstrap if needed, run CMD as a new job, results home
+  gpuops sync RUN_ID [PATH ...]                 the current job's results home (verified, incremental)
+  gpuops stop RUN_ID                            stop the running job; the nodes stay
+  gpuops status [RUN_ID] [--json]               runs in runs/ (or one run: state, nodes, jobs, cost, expiry)
   gpuops logs RUN_ID [-f] [--host H] [--bootstrap]
-  gpuops down RUN_ID                            collect, then destroy the run's instances
+  gpuops down RUN_ID                            stop the job, collect, destroy the run's instances, record
   gpuops reap [--check]                         destroy expired/orphaned instances (gpu.ops.reap)
   gpuops cost [--since DATE] [--json]           spend per run (gpu.ops.cost)
   gpuops offers --gpu 4090 --max-price 0.7      offers of every configured provider, cheapest first
   gpuops ssh RUN_ID [HOST]                      attach to the job's tmux session on a node
   gpuops sim ...                                the local GPU-cloud simulator (same as gpuops-sim)
 
-Exit codes: 0 succeeded, 1 the run failed (failed, budget_exceeded, preempted, cancelled), 2 bad input (nothing
-was created), 3 infrastructure failure (ansible could not run or finish, no run record, provider/SSH errors in
-commands acting on runs). Details: gpuops/exitcodes.py.
+Exit codes: 0 succeeded (or nothing to do), 1 the run failed (failed, budget_exceeded, preempted, cancelled), 2 bad
+input or a command the run's state does not allow (nothing was created or changed), 3 infrastructure failure
+(ansible could not run or finish, provider/SSH errors in commands acting on runs). exec exits with the job's own
+exit code (125: exec refused or could not do its part, 130: interrupted, 255: a node was lost). Details:
+gpuops/exitcodes.py; which command may do what in which state of a run: docs/lifecycle.md.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ import time
 from pathlib import Path
 
 from .exitcodes import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK
-from .runs import RunNotFound, default_runs_dir, elapsed_seconds, format_duration, list_runs, live_instances, \
-    load_run
+from .runs import RunNotFound, default_runs_dir, display_status, elapsed_seconds, format_duration, list_runs, \
+    live_nodes, load_run
 
 STATUS_WIDTHS = (34, 16, 6, 18, 20, 8, 10)
 
@@ -86,21 +92,58 @@ def _fanout(*fns):
     return lambda ev: [f(ev) for f in fns]
 
 
+# what a gpu.ops playbook is, in the run's lifecycle (module_utils/lifecycle.py)
+PLAYBOOK_COMMANDS = {"gpu.ops.pipeline": "launch", "gpu.ops.up": "up", "gpu.ops.provision": "up",
+                     "gpu.ops.deploy": "deploy", "gpu.ops.health": "health", "gpu.ops.train": "train",
+                     "gpu.ops.status": "status", "gpu.ops.logs": "logs", "gpu.ops.collect": "sync",
+                     "gpu.ops.teardown": "down"}
+
+
+def _checked_spec(a, command: str, overrides: dict | None = None) -> tuple[dict, int | None]:
+    """The spec file plus -e values, its keys checked (a typo fails with the nearest key) and the run's state
+    asked (an existing run id); (spec, exit code when the command must not go on)."""
+    from . import runner
+
+    overrides = {**parse_extra(a.extra), **(overrides or {})}
+    if a.runs_dir:
+        overrides.setdefault("runs_dir", a.runs_dir)
+    spec = runner.prepare_spec(a.spec, overrides)
+    command = PLAYBOOK_COMMANDS.get(runner.playbook_ref(a.playbook), None if command == "launch" else command)
+    if command is None:  # a playbook of your own: its keys and its run are its business
+        return spec, None
+    runner.check_spec_keys(spec)
+    from .devloop import check
+
+    _rec, decision = check(command, spec["run_id"], spec["runs_dir"])
+    if decision.verdict == "noop":
+        print(decision.msg)
+        return spec, EXIT_OK
+    if decision.verdict == "refuse":
+        _err(decision.msg)
+        return spec, decision.exit_code
+    return spec, None
+
+
 def cmd_launch(a) -> int:
     from . import runner
     from .progress import Progress
 
-    overrides = parse_extra(a.extra)
-    if a.runs_dir:
-        overrides.setdefault("runs_dir", a.runs_dir)
-    spec = runner.prepare_spec(a.spec, overrides)
+    spec, code = _checked_spec(a, "up" if a.cmd == "up" else "launch", _ssh_overrides(a))
+    if code is not None:
+        return code
     if a.detach:
         return _detach(a, spec)
     sink = _event_sink(a.events_file)
     with Progress(verbose=a.verbose) as prog:
         res = runner.run_playbook(a.playbook, spec, on_event=_fanout(prog, sink),
                                   keep_artifacts=a.keep_artifacts)
-    return _report(res, a.json, "run")
+    return _report(res, a.json, "up" if a.cmd == "up" else "run")
+
+
+def _ssh_overrides(a) -> dict:
+    """``gpuops up --ssh user@host[:port]`` (repeatable): those machines are the run's nodes."""
+    hosts = getattr(a, "ssh", None) or []
+    return {"target": "ssh", "ssh_hosts": list(hosts)} if hosts else {}
 
 
 def _report(res, as_json: bool, kind: str) -> int:
@@ -110,8 +153,12 @@ def _report(res, as_json: bool, kind: str) -> int:
         return code
     if res.summary:
         print(res.summary)
-    elif res.run_id and kind == "run":
+    elif res.run_id and kind in ("run", "up"):
         print(f"run {res.run_id}: {res.status}" + (f", results in {res.run_dir}" if res.run_dir else ""))
+    if kind == "up" and code == EXIT_OK and res.run_id:
+        rid = res.run_id
+        print(f"  run a job:  gpuops exec {rid} -- <command>\n  results:    gpuops sync {rid}\n"
+              f"  status:     gpuops status {rid}\n  end it:     gpuops down {rid}")
     if res.artifacts_dir:
         print(f"ansible-runner artifacts (secrets masked): {res.artifacts_dir}")
     if code != EXIT_OK:
@@ -191,12 +238,17 @@ def _read_events(path: Path) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------- status
 def cmd_status(a) -> int:
-    if a.run_id and a.live:
-        from . import runner
-
-        record = runner.status(a.run_id, runs_dir=a.runs_dir, live=True)
-    elif a.run_id:
+    if a.run_id:
         record = load_run(a.run_id, a.runs_dir)
+        if not a.no_refresh and record.get("state") in ("ready", "running", "detached", "kept"):
+            from .devloop import refresh
+
+            refresh(a.run_id, runs_dir=a.runs_dir, key=None)  # what the nodes and providers say now
+            record = load_run(a.run_id, a.runs_dir)
+        if a.live:
+            from . import runner
+
+            record = runner.status(a.run_id, runs_dir=a.runs_dir, live=True)
     else:
         runs = list_runs(a.runs_dir)
         if a.json:
@@ -219,8 +271,8 @@ def format_runs(runs: list[dict], runs_dir: Path) -> str:
     for r in runs:
         insts = r.get("instances") or []
         gpus = sorted({f"{i.get('gpu_count') or 1}x {i.get('gpu_model') or '?'}" for i in insts})
-        rows.append((str(r.get("run_id")), str(r.get("status") or r.get("_error") or "?"),
-                     f"{len(live_instances(r))}/{len(insts)}", ",".join(gpus)[:18],
+        total = len(insts) + len(r.get("hosts") or [])
+        rows.append((str(r.get("run_id")), display_status(r), f"{len(live_nodes(r))}/{total}", ",".join(gpus)[:18],
                      str(r.get("started_at") or "-")[:19], format_duration(elapsed_seconds(r)),
                      f"{r['cost']['estimated_usd']:.4f}"))
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, STATUS_WIDTHS, strict=True)).rstrip()
@@ -230,29 +282,42 @@ def format_runs(runs: list[dict], runs_dir: Path) -> str:
 def format_run(r: dict) -> str:
     cost = r.get("cost") or {}
     billed = cost.get("billed_usd")
-    lines = [f"run {r.get('run_id')}: {r.get('status')}" + (" (torn down)" if r.get("torn_down") else ""),
+    rid = r.get("run_id")
+    lines = [f"run {rid}: {display_status(r)}" + (f" - {r['message']}" if r.get("message") else ""),
              f"  dir       {r.get('run_dir')}",
              f"  started   {r.get('started_at') or '-'}   ended {r.get('ended_at') or '-'}   "
              f"elapsed {format_duration(elapsed_seconds(r))}",
-             f"  cost      ${cost.get('estimated_usd', 0):.4f} estimated ({cost.get('source')})"
-             + (f", ${billed:.4f} billed" if isinstance(billed, (int, float)) else "")]
-    insts = r.get("instances") or []
-    if insts:
+             f"  cost      ${cost.get('estimated_usd', 0):.4f} {'so far' if live_nodes(r) else 'estimated'} "
+             f"({cost.get('source')})" + (f", ${billed:.4f} billed" if isinstance(billed, (int, float)) else "")]
+    if live_nodes(r):
+        idle = r.get("idle_timeout") or (r.get("spec") or {}).get("idle_timeout")
+        lines.append(f"  expires   {r.get('expires_at') or '-'} (ttl {r.get('ttl') or (r.get('spec') or {}).get('ttl')})"
+                     + (f"; an idle node is destroyed by its watchdog after {idle} s without a controller"
+                        if idle and any(n.get("kind") == "cloud" for n in live_nodes(r)) else ""))
+    if r.get("gone_reason"):
+        lines.append(f"  gone      {r['gone_reason']}")
+    nodes = [dict(i, kind="cloud") for i in r.get("instances") or []] + list(r.get("hosts") or [])
+    if nodes:
         lines.append("  nodes:")
-        for i in insts:
-            state = "destroyed" if i.get("destroyed_at") else "live"
-            lines.append(f"    {str(i.get('name')):<24} {str(i.get('provider')):<7} {state:<9} "
-                         f"{i.get('gpu_count') or '?'}x {i.get('gpu_model') or '?'}  ${i.get('price_per_hour')}/h  "
-                         f"{i.get('ssh_user')}@{i.get('ssh_host')}:{i.get('ssh_port')}")
-    jobs = r.get("jobs") or ({"*": r["job_id"]} if r.get("job_id") else {})
+        for i in nodes:
+            state = ("destroyed" if i.get("destroyed_at") else "live") if i.get("kind") == "cloud" else i.get("kind")
+            what = (f"{i.get('gpu_count') or '?'}x {i.get('gpu_model') or '?'}  ${i.get('price_per_hour')}/h"
+                    if i.get("kind") == "cloud" else "your machine")
+            lines.append(f"    {str(i.get('name')):<24} {str(i.get('provider') or '-'):<7} {state:<9} {what}  "
+                         f"{i.get('ssh_user')}@{i.get('ssh_host')}:{i.get('ssh_port')}"
+                         + (f"  ({i['gone']})" if i.get("gone") else ""))
+    jobs = [j for j in r.get("jobs") or [] if isinstance(j, dict)]
     if jobs:
-        items = jobs.items() if isinstance(jobs, dict) else [(j.get("host"), j) for j in jobs if isinstance(j, dict)]
-        lines.append("  jobs:     " + ", ".join(
-            f"{h}: {j.get('job_id')} {j.get('status') or ''}".strip() if isinstance(j, dict) else f"{h}: {j}"
-            for h, j in items))
-    if r.get("status") == "running" and live_instances(r):
-        rid = r.get("run_id")
-        lines.append(f"  follow:   gpuops logs {rid} -f   attach: gpuops ssh {rid}   stop: gpuops down {rid}")
+        lines.append("  jobs:")
+        for j in jobs[-10:]:
+            code = f" exit {j.get('exit_code')}" if j.get("exit_code") not in (None, 0) else ""
+            lines.append(f"    {j.get('job_id'):<40} {j.get('kind') or '':<8} {j.get('status') or '?'}{code}  "
+                         f"{(j.get('command') or '')[:60]}")
+    elif r.get("job_id"):
+        lines.append(f"  job:      {r['job_id']}")
+    if live_nodes(r):
+        lines.append(f"  next:     gpuops exec {rid} -- CMD   logs: gpuops logs {rid} -f   sync: gpuops sync {rid}   "
+                     f"end: gpuops down {rid}")
     steps = r.get("steps") or {}
     if steps:
         lines.append("  steps:    " + ", ".join(f"{k} {format_duration(v)}" for k, v in steps.items()
@@ -265,17 +330,35 @@ def format_run(r: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------- logs / ssh
 def cmd_logs(a) -> int:
+    from .devloop import RunRefused, follow_logs, local_logs
     from .runner import LogsError, logs
 
-    many = a.host is None and len(live_instances(load_run(a.run_id, a.runs_dir))) > 1
+    record = load_run(a.run_id, a.runs_dir)
+    nodes = live_nodes(record)
+    many = a.host is None and (len(nodes) > 1 or (not nodes and len(record.get("instances") or []) > 1))
+
+    def show(host, line):
+        if a.json:
+            sys.stdout.write(json.dumps({"host": host, "line": line}) + "\n")
+        else:
+            sys.stdout.write(f"[{host}] {line}\n" if many else line + "\n")
+        sys.stdout.flush()
     try:
-        for item in logs(a.run_id, follow=a.follow, host=a.host, bootstrap=a.bootstrap, lines=a.lines,
-                         runs_dir=a.runs_dir, key=a.key):
-            if a.json:
-                sys.stdout.write(json.dumps({"host": item.host, "line": item.line}) + "\n")
-            else:
-                sys.stdout.write(f"[{item.host}] {item.line}\n" if many else item.line + "\n")
-            sys.stdout.flush()
+        if not nodes:  # torn down: the copy that came home
+            job = (record.get("jobs") or [None])[-1] or {"job_id": record.get("job_id")}
+            items = list(local_logs(record, job, a.host, a.bootstrap))
+            for host, line in items[-a.lines:] if a.lines else items:
+                show(host, line)
+        elif a.follow and not a.bootstrap:  # until the job ends, then exit 0
+            for host, line in follow_logs(a.run_id, host=a.host, runs_dir=a.runs_dir, key=a.key):
+                show(host, line)
+        else:
+            for item in logs(a.run_id, follow=a.follow, host=a.host, bootstrap=a.bootstrap, lines=a.lines,
+                             runs_dir=a.runs_dir, key=a.key):
+                show(item.host, item.line)
+    except RunRefused as exc:
+        _err(str(exc))
+        return exc.code
     except LogsError as exc:
         _err(str(exc))
         return EXIT_INFRA
@@ -306,15 +389,123 @@ def _with_progress(a, fn, **kw):
 
 def cmd_down(a) -> int:
     from . import runner
+    from ._collection import lifecycle
+    from .devloop import check, run_dir_of
 
-    res = _with_progress(a, runner.down, run_id=a.run_id, runs_dir=a.runs_dir)
-    code = _report(res, a.json, "action")
-    if code == EXIT_OK:
-        record = load_run(a.run_id, a.runs_dir)
-        if not record.get("torn_down"):
-            _err(f"teardown ended but the record does not say every instance of {a.run_id} is destroyed: "
-                 f"{[i.get('name') for i in live_instances(record)]}")
+    _rec, decision = check("down", a.run_id, a.runs_dir)
+    if decision.verdict == "noop":
+        print(decision.msg)
+        return EXIT_OK
+    if decision.verdict == "refuse":
+        _err(decision.msg)
+        return decision.exit_code
+    if decision.state in ("planned", "provisioning", "running") and not a.force:
+        try:  # a live pipeline or exec on this machine ends its own run first (as Ctrl-C there)
+            lifecycle().take_over(str(run_dir_of(a.run_id, a.runs_dir)), note=lambda m: print(f"gpuops: {m}",
+                                                                                             file=sys.stderr))
+        except lifecycle().LifecycleError as exc:
+            _err(str(exc))
             return EXIT_INFRA
+        _rec, decision = check("down", a.run_id, a.runs_dir)
+        if decision.verdict == "noop":
+            print(f"run {a.run_id} was ended by its own process: {decision.msg.split('; ')[0]}")
+            return EXIT_OK
+    res = _with_progress(a, runner.down, run_id=a.run_id, runs_dir=a.runs_dir, force=a.force)
+    code = _report(res, a.json, "action")
+    record = load_run(a.run_id, a.runs_dir)
+    left = live_nodes(record) if record.get("state") != "torn_down" else []
+    if record.get("state") != "torn_down" or [n for n in left if n.get("kind") == "cloud"]:
+        names = ", ".join(f"{n.get('name')} ({n.get('provider')} {n.get('id')})" for n in left) or "unknown"
+        _err(f"run {a.run_id} is NOT torn down (state {record.get('state')}): still billing: {names}. Run gpuops "
+             f"down {a.run_id} again, or: gpuops reap (ansible-playbook gpu.ops.reap -e reap_run_ids={a.run_id})")
+        return EXIT_INFRA
+    return code if code != EXIT_OK else EXIT_OK
+
+
+def _exec_printer(a):
+    """Lines on stdout with the node's name; notes (deploy warnings, bootstrap, reconnects) on stderr."""
+    lock = __import__("threading").Lock()
+
+    def line(node, text):
+        with lock:
+            sys.stdout.write(f"[{node}] {text}\n")
+            sys.stdout.flush()
+
+    def note(msg):
+        with lock:
+            sys.stderr.write(f"gpuops: {msg}\n")
+            sys.stderr.flush()
+    return line, note
+
+
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def cmd_exec(a) -> int:
+    import shlex
+    import signal
+
+    from .devloop import RunRefused, exec_job
+
+    argv = list(a.cmd or [])
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    command = (argv[0] if len(argv) == 1 else shlex.join(argv)) if argv else None
+    line, note = _exec_printer(a)
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the job stops everywhere, the nodes stay
+    try:
+        res = exec_job(a.run_id, command, runs_dir=a.runs_dir, dirty=a.dirty, detach=a.detach, key=a.key,
+                       on_line=None if a.json else line, on_note=note, lost_after=a.lost_after)
+    except RunRefused as exc:
+        _err(str(exc))
+        return exc.code
+    except KeyboardInterrupt:
+        _err(f"interrupted: the job is stopped on every node; the nodes stay up (gpuops sync {a.run_id} brings "
+             f"what it wrote home; gpuops down {a.run_id} ends the run)")
+        return 130
+    if a.json:
+        _print_json(res.to_dict())
+        return res.exit_code
+    t = res.timings
+    if a.detach and res.exit_code == 0:
+        print(f"job {res.job_id} runs detached on {len(res.nodes)} node(s)\n  follow: gpuops logs {a.run_id} -f\n"
+              f"  stop:   gpuops stop {a.run_id}\n  status: gpuops status {a.run_id}", file=sys.stderr)
+        return 0
+    print(f"gpuops: {res.msg}; results: {res.results_dir} (push {t.get('push', 0):.2f}s, bootstrap check "
+          f"{t.get('bootstrap_check', 0):.2f}s, job {t.get('job', 0):.2f}s, collect {t.get('collect', 0):.2f}s, "
+          f"total {t.get('total', 0):.2f}s)", file=sys.stderr)
+    return res.exit_code
+
+
+def cmd_sync(a) -> int:
+    from .devloop import RunRefused, sync
+
+    try:
+        res = sync(a.run_id, a.paths, runs_dir=a.runs_dir, key=a.key)
+    except RunRefused as exc:
+        _err(str(exc))
+        return exc.code
+    if a.json:
+        _print_json({"run_id": res.run_id, "job_id": res.job_id, "ok": res.ok, "msg": res.msg, "nodes": res.nodes})
+    elif not res.nodes:
+        print(res.msg)
+    else:
+        for name, out in res.nodes.items():
+            print(f"[{name}] " + (f"FAILED: {out.get('msg')}" if out.get("failed") else
+                                  f"{out.get('fetched', 0)} file(s) fetched ({out.get('fetched_bytes', 0)} bytes), "
+                                  f"{out.get('files', 0)} verified in {out.get('dest')}"))
+    if not res.ok:
+        _err(res.msg)
+        return EXIT_INFRA
+    return EXIT_OK
+
+
+def cmd_stop(a) -> int:
+    from .devloop import stop
+
+    msg, code = stop(a.run_id, runs_dir=a.runs_dir, key=a.key)
+    (print if code == EXIT_OK else _err)(msg)
     return code
 
 
@@ -399,9 +590,45 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--events-file", help=argparse.SUPPRESS)
     sp.set_defaults(fn=cmd_launch)
 
+    sp = sub.add_parser("up", help="provision, prepare and keep the nodes for gpuops exec (gpu.ops.up)")
+    sp.add_argument("spec", help="run spec (YAML vars file); command is optional here")
+    sp.add_argument("-e", "--extra-vars", dest="extra", action="append", default=[], metavar="K=V",
+                    help="override a spec value (k=v, @file or a YAML mapping); repeatable")
+    sp.add_argument("--ssh", action="append", metavar="USER@HOST[:PORT]",
+                    help="use this machine as a node (repeatable; nothing is rented or destroyed)")
+    sp.add_argument("--keep-artifacts", action="store_true", help=argparse.SUPPRESS)
+    sp.add_argument("--json", action="store_true", help="print the result as JSON")
+    sp.set_defaults(fn=cmd_launch, detach=False, playbook="gpu.ops.up", events_file=None)
+
+    sp = sub.add_parser("exec", help="run a command as a new job on an up run's nodes, stream it, results home")
+    sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command (default: the spec's)")
+    sp.add_argument("--dirty", action="store_true",
+                    help="also push uncommitted and untracked (not ignored) files, as a layer the next push replaces")
+    sp.add_argument("--detach", action="store_true", help="return once the job runs")
+    sp.add_argument("--lost-after", type=float, default=120.0, metavar="S",
+                    help="a node unreachable this long (and not gone at its provider sooner) is lost (default 120)")
+    sp.add_argument("-i", "--key", help="SSH private key (default: the run's)")
+    sp.add_argument("--json", action="store_true", help="the result as JSON (stdout, stderr and exit code per node)")
+    sp.set_defaults(fn=cmd_exec)
+
+    sp = sub.add_parser("sync", help="the current job's results home (verified, incremental)")
+    sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("paths", nargs="*", metavar="PATH", help="more paths to bring home (relative to the workspace)")
+    sp.add_argument("-i", "--key", help="SSH private key (default: the run's)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_sync)
+
+    sp = sub.add_parser("stop", help="stop the run's running job on every node; the nodes stay")
+    sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("-i", "--key", help="SSH private key (default: the run's)")
+    sp.set_defaults(fn=cmd_stop)
+
     sp = sub.add_parser("status", help="runs in the runs dir, or one run")
     sp.add_argument("run_id", nargs="?", metavar="RUN_ID")
-    sp.add_argument("--live", action="store_true", help="ask the nodes (gpu.ops.status) instead of the record only")
+    sp.add_argument("--live", action="store_true", help="also run gpu.ops.status on the nodes (jobs, attach commands)")
+    sp.add_argument("--no-refresh", action="store_true",
+                    help="the record only (by default a run with nodes is checked against them and its provider)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_status)
 
@@ -415,8 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
     sp.set_defaults(fn=cmd_logs)
 
-    sp = sub.add_parser("down", help="collect, then destroy every instance of a run")
+    sp = sub.add_parser("down", help="stop the job, collect, destroy every instance of a run, record")
     sp.add_argument("run_id", metavar="RUN_ID")
+    sp.add_argument("--force", action="store_true",
+                    help="tear down even when the record names a live owner (a process on another machine that is gone)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_down)
 

@@ -308,6 +308,19 @@ def new_run_id(name: str | None) -> str:
     return f"{base}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{_random.token_hex(2)}"
 
 
+def check_spec_keys(spec: dict) -> None:
+    """A key that is not a run spec key is a typo (``comand``, ``min_vram_gb``): refused before anything runs, with
+    the nearest known key. Keys starting with ``x_`` are the user's own and pass."""
+    from ._collection import lifecycle, module
+
+    _run = module("plugin_utils._run")
+    known = set(_run.SPEC) | set(_run.CONTROL_VARS) | set(_run.NORMALIZED_KEYS)
+    keys = [k for k in spec if not str(k).startswith(tuple(_run.FOREIGN_PREFIXES))]
+    problems = lifecycle().unknown_keys_problems(keys, known)
+    if problems:
+        raise BadInput("the run spec cannot run (nothing was rented): " + "; ".join(problems))
+
+
 def prepare_spec(spec, overrides: dict | None = None) -> dict:
     """Spec + overrides, with ``run_id`` fixed up front (the API must know where the record will be) and
     ``runs_dir`` absolute."""
@@ -340,10 +353,16 @@ def status(run_id: str | None = None, *, runs_dir=None, live: bool = False, env:
     return record
 
 
-def down(run_id: str, *, runs_dir=None, on_event=None, env: dict | None = None, collect: bool = True) -> RunResult:
-    """Collect what the run has, then destroy its instances (``gpu.ops.teardown``)."""
+def down(run_id: str, *, runs_dir=None, on_event=None, env: dict | None = None, collect: bool = True,
+         force: bool = False) -> RunResult:
+    """Stop the job, collect what the run has, then destroy its instances (``gpu.ops.teardown``), whatever state the
+    run is in (ready, detached, kept, interrupted); a torn-down run has nothing to do. ``force``: also when the
+    record names a live owner (a process on another machine that is gone for good)."""
     record = _runs.load_run(run_id, runs_dir)
-    return run_playbook("gpu.ops.teardown", {**_run_vars(record), "collect": collect}, on_event=on_event, env=env)
+    extra = {"collect": collect}
+    if force:
+        extra["force"] = True
+    return run_playbook("gpu.ops.teardown", {**_run_vars(record), **extra}, on_event=on_event, env=env)
 
 
 def reap(*, check: bool = False, on_event=None, env: dict | None = None, **extravars) -> RunResult:
@@ -360,7 +379,8 @@ def cost(*, since: str | None = None, runs_dir=None, on_event=None, env: dict | 
 def _run_vars(record: dict) -> dict:
     """The vars a step playbook needs for an existing run: its spec as recorded (``inputs``) plus its id/dir."""
     inputs = record.get("spec") or record.get("inputs")
-    inputs = inputs if isinstance(inputs, dict) else {}
+    inputs = dict(inputs) if isinstance(inputs, dict) else {}
+    inputs.pop("ssh_nodes", None)  # the record's hosts name the nodes now
     run_dir = Path(record["run_dir"])
     return {**inputs, "run_id": record.get("run_id") or run_dir.name, "runs_dir": str(run_dir.parent)}
 

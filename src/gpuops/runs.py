@@ -12,8 +12,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-RUN_STATUSES = ("running", "succeeded", "failed", "budget_exceeded", "preempted", "cancelled")
+RUN_STATUSES = ("running", "succeeded", "failed", "budget_exceeded", "preempted", "cancelled", "ended")
 FINAL_STATUSES = frozenset(RUN_STATUSES) - {"running"}
+# the lifecycle's states (plugins/module_utils/lifecycle.py; docs/lifecycle.md), for display only
+HELD_STATES = ("ready", "detached", "kept")
 
 
 class RunNotFound(LookupError):
@@ -117,6 +119,26 @@ def list_runs(runs_dir: str | os.PathLike | None = None, now: float | None = Non
 
 def live_instances(record: dict) -> list[dict]:
     return [i for i in record.get("instances") or [] if not i.get("destroyed_at")]
+
+
+def live_nodes(record: dict) -> list[dict]:
+    """Cloud instances not destroyed, and the home-lab/ssh hosts of a run that is not torn down (the same rule as
+    the collection's lifecycle module; this module stays free of Ansible for ``gpuops status``)."""
+    out = [dict(i, kind=i.get("kind") or "cloud") for i in live_instances(record)]
+    if record.get("state") != "torn_down" and not record.get("torn_down"):
+        out += [dict(n, kind=n.get("kind") or "homelab") for n in record.get("hosts") or [] if isinstance(n, dict)]
+    return out
+
+
+def display_status(record: dict) -> str:
+    """One word (or two) for a run: its outcome once torn down, else its state, with the outcome when decided
+    (``kept: failed``). Records from before the lifecycle show their status."""
+    state, status = record.get("state"), record.get("status") or record.get("_error") or "?"
+    if not state or state == "torn_down":
+        return str(status)
+    if state in HELD_STATES and status not in ("running", "?"):
+        return f"{state}: {status}"
+    return str(state)
 
 
 def elapsed_seconds(record: dict, now: float | None = None) -> float | None:
