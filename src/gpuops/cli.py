@@ -449,8 +449,6 @@ def cmd_exec(a) -> int:
     from .devloop import RunRefused, exec_job
 
     argv = list(a.cmd or [])
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
     command = (argv[0] if len(argv) == 1 else shlex.join(argv)) if argv else None
     line, note = _exec_printer(a)
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the job stops everywhere, the nodes stay
@@ -602,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("exec", help="run a command as a new job on an up run's nodes, stream it, results home")
     sp.add_argument("run_id", metavar="RUN_ID")
-    sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command (default: the spec's)")
+    sp.add_argument("cmd", nargs="*", metavar="-- CMD",
+                    help="the command after -- (default: the spec's): gpuops exec RUN_ID -- python train.py --lr 3e-4")
     sp.add_argument("--dirty", action="store_true",
                     help="also push uncommitted and untracked (not ignored) files, as a layer the next push replaces")
     sp.add_argument("--detach", action="store_true", help="return once the job runs")
@@ -693,7 +692,14 @@ def main(argv: list[str] | None = None) -> int:
         from .sim.cli import main as sim_main
 
         return sim_main(args[1:])
+    after = None
+    if "exec" in args and "--" in args and args.index("exec") < args.index("--"):
+        # everything after -- is the job's command; options before it are exec's, wherever they stand
+        cut = args.index("--")
+        args, after = args[:cut], args[cut + 1:]
     a = build_parser().parse_args(args)
+    if after is not None:
+        a.cmd = after
     if a.runs_dir:
         a.runs_dir = str(Path(a.runs_dir).expanduser().resolve())
     try:

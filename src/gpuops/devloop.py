@@ -685,7 +685,7 @@ def _refresh_gone(rec: dict, run_dir: Path, environ: dict) -> None:
         if st in ("missing", "terminated"):
             _mark_gone(run_dir, node, f"gone at the provider ({detail})")
     rec = lc.read_record(str(run_dir)) or rec
-    if cloud and not lc.live_nodes(rec) and lc.effective_state(rec) in ("ready", "detached", "kept"):
+    if rec.get("instances") and not lc.live_nodes(rec) and lc.effective_state(rec) in ("ready", "detached", "kept"):
         idle = rec.get("idle_timeout") or _spec(rec).get("idle_timeout")
         why = (f"every node was destroyed outside this controller: most likely by its watchdog (no controller "
                f"contact for idle_timeout {idle} s while no job ran, or ttl reached), else by gpuops reap or the "

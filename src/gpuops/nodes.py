@@ -31,21 +31,20 @@ class Node:
     gpu_count: int | None = None
 
 
+def node_from(n: dict) -> Node:
+    """A record's node entry (an instance, or a home-lab/ssh host) as a Node."""
+    return Node(name=str(n.get("name") or n["ssh_host"]), host=str(n["ssh_host"]), port=int(n.get("ssh_port") or 22),
+                user=n.get("ssh_user"), key=n.get("ssh_private_key_file"), common_args=n.get("ssh_common_args"),
+                kind=n.get("kind") or "cloud", provider=n.get("provider"),
+                id=str(n["id"]) if n.get("id") is not None else None, gpu_count=n.get("gpu_count"))
+
+
 def nodes_of(record: dict) -> list[Node]:
     """The run's live nodes in rank order: cloud instances not destroyed, then home-lab/ssh hosts of a run that
-    is not torn down (the lifecycle module's rule)."""
-    from ._collection import lifecycle
+    is not torn down (the lifecycle module's rule, also in ``gpuops.runs.live_nodes``)."""
+    from .runs import live_nodes
 
-    out = []
-    for n in lifecycle().live_nodes(record):
-        if not n.get("ssh_host"):
-            continue
-        out.append(Node(name=str(n.get("name") or n["ssh_host"]), host=str(n["ssh_host"]),
-                        port=int(n.get("ssh_port") or 22), user=n.get("ssh_user"),
-                        key=n.get("ssh_private_key_file"), common_args=n.get("ssh_common_args"),
-                        kind=n.get("kind") or "cloud", provider=n.get("provider"),
-                        id=str(n["id"]) if n.get("id") is not None else None, gpu_count=n.get("gpu_count")))
-    return out
+    return [node_from(n) for n in live_nodes(record) if n.get("ssh_host")]
 
 
 def pick(record: dict, host: str | None) -> list[Node]:

@@ -436,29 +436,23 @@ class LogLine:
 
 
 def ssh_base(record: dict, inst: dict, key: str | None = None) -> list[str]:
-    """ssh argv (without the command) for an instance of a run: its recorded host/port/user, the run's key and a
-    per-run known_hosts file (trust on first use, as the pipeline does)."""
-    inputs = record.get("spec") or record.get("inputs")
-    inputs = inputs if isinstance(inputs, dict) else {}
-    key = key or record.get("ssh_private_key_file") or inputs.get("ssh_private_key_file") or \
-        os.environ.get("GPUOPS_SSH_KEY")
-    known = record.get("known_hosts_file") or str(Path(record["run_dir"]) / "known_hosts")
-    argv = ["ssh", "-p", str(inst.get("ssh_port") or 22), "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
-            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known}", "-o", "LogLevel=ERROR"]
-    if key:
-        argv += ["-i", str(Path(key).expanduser()), "-o", "IdentitiesOnly=yes"]
-    user = inst.get("ssh_user")
-    return argv + [f"{user}@{inst['ssh_host']}" if user else str(inst["ssh_host"])]
+    """ssh argv (without the command) for a node of a run (a cloud instance, a home-lab or ssh host): its recorded
+    host/port/user, the run's key and known_hosts file (trust on first use, as the pipeline does), and the shared
+    ControlMaster of ``gpuops.nodes``."""
+    from . import nodes
+
+    node = nodes.node_from(inst)
+    return nodes.ssh_argv(record, node, key) + [nodes.destination(node)]
 
 
 def pick_instances(record: dict, host: str | None) -> list[dict]:
-    insts = [i for i in record.get("instances") or [] if i.get("ssh_host") and not i.get("destroyed_at")]
+    insts = [i for i in _runs.live_nodes(record) if i.get("ssh_host")]
     if host:
         insts = [i for i in insts if host in (i.get("name"), str(i.get("id")), i.get("ssh_host"))]
         if not insts:
-            raise BadInput(f"run {record.get('run_id')} has no live instance named {host!r}")
+            raise BadInput(f"run {record.get('run_id')} has no live node named {host!r}")
     if not insts:
-        raise BadInput(f"run {record.get('run_id')} has no live instance (torn down: {record.get('torn_down')})")
+        raise BadInput(f"run {record.get('run_id')} has no live node ({_runs.display_status(record)})")
     return insts
 
 

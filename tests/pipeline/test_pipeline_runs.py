@@ -6,6 +6,8 @@ import json
 import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -129,6 +131,15 @@ def test_homelab_target_uses_the_inventory_and_rents_nothing(pipeline, make_node
     assert pipeline.sim.client.ledger()["live_instances"]  # the lab node is still there (the fixture owns it)
     assert run.record["status"] == "succeeded" and run.record["torn_down"] is True
     assert (run.run_dir / "lab1").is_dir() and run.metrics()
+    # the record knows the lab node as a node (logs, ssh, status reach it), and the run had its own workspace there,
+    # removed once its results were home (another run on the same machine has its own)
+    host = run.record["hosts"][0]
+    assert (host["name"], host["kind"], host["ssh_port"]) == ("lab1", "homelab", nodes[0].port)
+    assert run.record["spec"]["node_workspace"] == f"~/.bifrost/workspaces/{run.run_id}"
+    assert not (pipeline.sim.state_dir / "nodes" / nodes[0].id / "home" / ".bifrost" / "workspaces" / run.run_id).exists()
+    logs = subprocess.run([str(Path(sys.executable).parent / "gpuops"), "--runs-dir", str(run.run_dir.parent), "logs",
+                           run.run_id], capture_output=True, text=True)
+    assert logs.returncode == 0 and "BIFROST JOB END" in logs.stdout, logs.stderr
     assert before <= pipeline.sim.client.ledger()["total_cost"]
     # the secret is nowhere on the node (the runner deleted the env file) nor in the records
     node_home = pipeline.sim.state_dir / "nodes" / nodes[0].id / "home"

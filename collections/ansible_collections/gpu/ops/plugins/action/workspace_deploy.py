@@ -30,6 +30,7 @@ ARGUMENT_SPEC = {
     "clean": {"type": "bool", "default": False},
     "clean_ignored": {"type": "bool", "default": False},
     "clean_exclude": {"type": "list", "elements": "str", "default": []},
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
 }
 
 
@@ -42,6 +43,13 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        if args["state"] == "absent":
+            try:
+                out = NodeHelper.for_action(self, task_vars, "workspace").run(
+                    "remove", {"dest": args["dest"], "check_mode": self._task.check_mode})
+            except HelperFailed as exc:
+                return dict(result, failed=True, msg=str(exc))
+            return dict(result, **out)
         src = args["src"] or self._loader.get_basedir()
         host = (task_vars or {}).get("inventory_hostname", "node")
         timings = {}

@@ -312,8 +312,8 @@ def _message(command, state, verdict, rec, rid):
         return ("run %s is being provisioned by %s; %s is not possible until it is up (wait, or stop that process: "
                 "its guardian tears the run down)" % (rid, owner, command))
     if state == "running":
-        return ("run %s is running %s for %s; %s waits until it ends (or press Ctrl-C there, or gpuops stop %s)"
-                % (rid, _job_text(rec), owner, command, rid))
+        return ("run %s is running %s for %s; %s is refused until it ends (or press Ctrl-C there, or gpuops stop "
+                "%s)" % (rid, _job_text(rec), owner, command, rid))
     if state == "detached":
         return ("run %s is running %s detached; %s is not possible while it runs: follow it with gpuops logs %s -f, "
                 "stop it with gpuops stop %s, or end the run with gpuops down %s"

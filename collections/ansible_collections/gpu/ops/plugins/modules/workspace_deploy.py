@@ -77,6 +77,13 @@ options:
     type: list
     elements: str
     default: []
+  state:
+    description:
+      - V(present) deploys. V(absent) removes the workspace at O(dest), only when this module deployed it (it holds
+        C(.git/gpuops/deployed.json)); anything else there is refused and left alone.
+    type: str
+    default: present
+    choices: [present, absent]
 attributes:
   check_mode:
     support: full

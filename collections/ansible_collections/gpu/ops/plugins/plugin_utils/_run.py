@@ -294,6 +294,7 @@ def probe_ssh_nodes(spec, timeout=10):
     rented for these hosts, but a run must not start on a host it cannot reach."""
     from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
 
+    fresh_dir = not os.path.isdir(spec["run_dir"])
     os.makedirs(spec["run_dir"], mode=0o700, exist_ok=True)
     known = os.path.join(spec["run_dir"], "known_hosts")
 
@@ -315,6 +316,10 @@ def probe_ssh_nodes(spec, timeout=10):
             why = "%s: no SSH server answers (%s)" % (where, why)
         if not ok:
             problems.append(why)
+    if problems and fresh_dir:  # a run that cannot start leaves nothing behind
+        import shutil
+
+        shutil.rmtree(spec["run_dir"], ignore_errors=True)
     return problems
 
 

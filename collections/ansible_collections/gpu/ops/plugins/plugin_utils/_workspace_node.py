@@ -17,6 +17,8 @@ Commands:
   apply   fetch the bundles, check out the commit (fetch + checkout -f, i.e. reset --hard), lay the
           dirty snapshot's tree over it (HEAD stays the commit), update submodules, clean, verify,
           record the deploy in .git/gpuops/deployed.json, remove the bundles.
+  remove  delete a workspace this helper deployed (one with .git/gpuops/deployed.json; anything else is refused):
+          a home-lab or ssh host's per-run workspace once the run's results are home.
 """
 
 from __future__ import annotations
@@ -346,6 +348,17 @@ def _apply(args, stream, tmpdir):
             "timings": timings}
 
 
+def remove(args):
+    dest = expand(args["dest"])
+    if not os.path.exists(dest):
+        return {"changed": False, "dest": dest, "msg": "%s is not there" % dest}
+    if not os.path.isfile(os.path.join(dest, ".git", STATE_FILE)):
+        raise HelperError("%s is not a workspace gpu.ops deployed (no .git/%s): left alone" % (dest, STATE_FILE))
+    if not args.get("check_mode"):
+        shutil.rmtree(dest)
+    return {"changed": True, "dest": dest, "msg": "%s removed" % dest}
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def main(argv=None, stdin=None, stdout=None):
@@ -360,6 +373,8 @@ def main(argv=None, stdin=None, stdout=None):
             result = probe(args)
         elif command == "apply":
             result = apply(args, stdin)
+        elif command == "remove":
+            result = remove(args)
         else:
             result = {"failed": True, "msg": "unknown command %r" % command}
     except HelperError as exc:
