@@ -178,8 +178,17 @@ class _Exec:
         self.job_id = self.lc.next_job_id(rec, "exec", rec["run_id"])
         self.helpers: dict = {}
         self.procs: dict = {}
+        self.boot_seconds: dict = {}
         self.commit = None
+        self.local = None
+        self.repo = None
+        self.deployed: dict = {}
         self.stop_all = threading.Event()
+
+    def close(self) -> None:
+        if self.repo is not None:
+            self.repo.close()
+            self.repo = None
 
     def helper(self, node, name):
         key = (node.name, name)
@@ -188,34 +197,48 @@ class _Exec:
         return self.helpers[key]
 
     # ---------------------------------------------------------------- preparing a node
+    def deploy_args(self) -> dict:
+        return {"src": self.spec.get("repo"), "dest": _workspace(self.spec), "version": "HEAD",
+                "dirty": "ship" if self.dirty else "warn", "submodules": True, "clean": False,
+                "clean_ignored": False, "clean_exclude": []}
+
+    def local_state(self) -> None:
+        """What every node gets (commit, dirty layer, warnings): one git status and snapshot for the whole run."""
+        dep, local = module("plugin_utils._workspace_deploy"), module("plugin_utils._workspace_local")
+        try:
+            self.repo = local.LocalRepo(self.deploy_args()["src"])  # closed by close(): its scratch holds the snapshot
+        except local.GitError as exc:
+            raise RunRefused(f"cannot push {self.spec.get('repo')}: {exc}; nothing was started", 125) from None
+        self.local = dep.Deployer(None, None).local_state(self.deploy_args(), self.repo)
+        self.commit = self.local[0]["commit"]
+        for warning in self.local[1].get("warnings") or []:
+            self.on_note(warning)
+
     def prepare(self, node) -> dict:
+        """Push the code (and tell a cloud node's watchdog the controller is here, beside it). The bootstrap check
+        rides on the job's start (the jobs helper's ``run``): one round trip less per node."""
         t = time.monotonic()
+        beat = threading.Thread(target=self._heartbeat, args=(node,), daemon=True) if node.kind == "cloud" else None
+        if beat:  # the watchdog's clock, beside the push: its own round trip over the same master
+            beat.start()
         pushed = self._deploy(node)
-        if node.kind == "cloud":
-            self._heartbeat(node)
-        t_push = time.monotonic()
-        boot = self._bootstrap(node)
-        return {"push": t_push - t, "bootstrap": time.monotonic() - t_push, "bytes": pushed, "boot": boot}
+        if beat:
+            beat.join()
+        return {"push": time.monotonic() - t, "bytes": pushed}
 
     def _deploy(self, node) -> int:
         dep = module("plugin_utils._workspace_deploy")
-        local = module("plugin_utils._workspace_local")
-        args = {"src": self.spec.get("repo"), "dest": _workspace(self.spec), "version": "HEAD",
-                "dirty": "ship" if self.dirty else "warn", "submodules": True, "clean": False,
-                "clean_ignored": False, "clean_exclude": []}
-        repo = local.LocalRepo(args["src"])
+        args = self.deploy_args()
         try:
             out = dep.Deployer(_nodes.transport(self.rec, node, self.key), self.helper(node, "workspace")).deploy(
-                {}, args, repo, node.name, {}, time.monotonic())
-        except (local.GitError, module("plugin_utils._node_helper").HelperFailed) as exc:
+                {}, args, self.repo, node.name, {}, time.monotonic(), local=self.local,
+                known=(self.rec.get("deployed") or {}).get(node.name))
+        except Exception as exc:  # noqa: BLE001 - git, the helper, the connection: this node's failure to report
             raise NodeFailed(node.name, f"deploy failed: {exc}") from None
-        finally:
-            repo.close()
         if out.get("failed"):
             raise NodeFailed(node.name, f"deploy failed: {out.get('msg')}")
-        for warning in out.get("warnings") or []:
-            self.on_note(f"[{node.name}] {warning}")
-        self.commit = out.get("commit")
+        self.deployed[node.name] = {"head": out.get("head") or out.get("commit"), "dest": out.get("dest"),
+                                    "home": out.get("home"), "branch": out.get("branch")}
         return int(out.get("bundle_bytes") or 0)
 
     def _heartbeat(self, node) -> None:
@@ -224,28 +247,12 @@ class _Exec:
         except Exception as exc:  # noqa: BLE001 - the job matters more than the watchdog's clock
             self.on_note(f"[{node.name}] watchdog heartbeat failed: {exc}")
 
-    def _bootstrap(self, node) -> str:
-        jobs = self.helper(node, "jobs")
-        workdir = self.spec.get("node_workdir") or _workspace(self.spec)
-        args = {"job_id": self.job_id, "workdir": workdir, "command": self.spec.get("bootstrap") or None,
-                "timeout": int(self.spec.get("bootstrap_timeout") or 600), "force": False, "env": {},
-                "python": "python3", "venv": ".venv", "system_site_packages": False,
+    def bootstrap_args(self) -> dict:
+        return {"job_id": self.job_id, "workdir": self.spec.get("node_workdir") or _workspace(self.spec),
+                "command": self.spec.get("bootstrap") or None, "timeout": int(self.spec.get("bootstrap_timeout") or 600),
+                "force": False, "env": {}, "python": "python3", "venv": ".venv", "system_site_packages": False,
                 "hash_files": list(self.spec.get("dependency_files") or []), "kill_grace": 10, "shell": "/bin/bash",
                 "root": "~/.bifrost", "check_mode": False}
-        res = jobs.run("bootstrap", args)
-        if res.get("failed"):
-            raise NodeFailed(node.name, f"bootstrap could not start: {res.get('msg')}")
-        if res.get("outcome") != "started":
-            return res.get("outcome") or "skipped"
-        self.on_note(f"[{node.name}] bootstrap: the dependency files changed since the last one; running it")
-        done = jobs.run("wait", {"job_id": self.job_id, "state": "bootstrapped", "timeout": args["timeout"] + 60,
-                                 "log_lines": 20, "root": "~/.bifrost"})
-        boot = (done.get("job") or {}).get("bootstrap") or {}
-        if boot.get("state") != "done":
-            tail = "\n  ".join(boot.get("log_tail") or [])
-            raise NodeFailed(node.name, f"bootstrap {boot.get('state')} (exit {boot.get('exit_code')}); last lines "
-                                        f"of bootstrap.log:\n  {tail}")
-        return "ran"
 
     # ---------------------------------------------------------------- running
     def start_args(self, rank: int) -> dict:
@@ -254,7 +261,8 @@ class _Exec:
                 "env": job_env(self.spec, self.nodes, rank, self.environ), "bootstrap": "auto",
                 "bootstrap_timeout": int(self.spec.get("bootstrap_timeout") or 600), "kill_grace": 10,
                 "shell": "/bin/bash", "name": "exec", "root": "~/.bifrost", "detach": self.detach,
-                "metadata": {"run_id": self.rec["run_id"], "kind": "exec"}, "check_mode": False}
+                "metadata": {"run_id": self.rec["run_id"], "kind": "exec"}, "check_mode": False,
+                "bootstrap_args": self.bootstrap_args()}
 
     def follow(self, node, rank: int, lines: queue.Queue) -> None:
         """Start (once) and follow the job on ``node``, reconnecting from the last offset while the connection
@@ -274,6 +282,8 @@ class _Exec:
             # idempotent for the same job id and command, so a lost answer to "run" is safe to repeat)
             answer, offset, seen_start, err = self._stream(node, "follow" if started else "run",
                                                            dict(args, offset=offset), lines, offset)
+            if seen_start:  # a reconnect only follows: the bootstrap and the start happened
+                args.pop("bootstrap_args", None)
             started = started or seen_start
             if answer is not None:
                 if answer.get("failed"):
@@ -319,6 +329,10 @@ class _Exec:
             if "line" in msg:
                 offset = int(msg.get("offset") or offset)
                 lines.put((node.name, msg["line"]))
+            elif "bootstrap_line" in msg:
+                lines.put((node.name, "[bootstrap] " + msg["bootstrap_line"]))
+            elif "bootstrap" in msg:
+                self._bootstrap_seen(node, msg)
             elif "started" in msg and "done" not in msg and "job" not in msg:
                 started = True
             else:
@@ -331,6 +345,12 @@ class _Exec:
         if rc != 0 or answer is None:
             return None, offset, started, err[-300:] or f"ssh exited with {rc}"
         return answer, offset, started or command == "follow", None
+
+    def _bootstrap_seen(self, node, msg) -> None:
+        boot = msg.get("bootstrap") or {}
+        self.boot_seconds[node.name] = float(msg.get("seconds") or 0)
+        if boot.get("outcome") == "started":
+            self.on_note(f"[{node.name}] bootstrap: the dependency files changed since the last one; running it")
 
     def _gone(self, node) -> str | None:
         """Why the node is gone for good, from its provider (cloud nodes), or None."""
@@ -422,31 +442,16 @@ def _refuse_unusable(rec: dict) -> None:
 
 def _run_exec(ex: _Exec, held: str, t0: float) -> ExecResult:
     lc, run_dir = ex.lc, ex.run_dir
-    _check_nodes_reachable(ex)
     lc.transition(str(run_dir), "running", owner=lc.owner_of(os.getpid(), "exec"), fields={"resume_state": held})
     try:
         return _exec_steps(ex, held, t0)
+    except RunRefused:
+        raise
     except BaseException:
         _settle(ex, held, "killed")
         raise
-
-
-def _check_nodes_reachable(ex: _Exec) -> None:
-    """Before the run changes state: every node answers (else: gone at the provider, or unreachable)."""
-    def probe(node):
-        tr = _nodes.transport(ex.rec, node, ex.key)
-        res = tr.execute("true", b" ")
-        if res["rc"] == 0:
-            return None
-        gone = ex._gone(node)
-        if gone:
-            _mark_gone(ex.run_dir, node, gone)
-            return f"{node.name} is {gone}: it was destroyed outside this controller (watchdog, reaper, provider)"
-        return f"{node.name} cannot be reached ({(res.get('stderr') or '').strip()[-300:] or 'ssh rc %s' % res['rc']})"
-    with ThreadPoolExecutor(max_workers=len(ex.nodes)) as pool:
-        problems = [p for p in pool.map(probe, ex.nodes) if p]
-    if problems:
-        raise RunRefused("; ".join(problems) + "; nothing was started", 125)
+    finally:
+        ex.close()
 
 
 def _mark_gone(run_dir: Path, node, why: str) -> None:
@@ -461,6 +466,7 @@ def _mark_gone(run_dir: Path, node, why: str) -> None:
 def _exec_steps(ex: _Exec, held: str, t0: float) -> ExecResult:
     lc = ex.lc
     t1 = time.monotonic()
+    ex.local_state()
     with ThreadPoolExecutor(max_workers=len(ex.nodes)) as pool:
         futures = {n.name: pool.submit(ex.prepare, n) for n in ex.nodes}
         prepared, failed = {}, []
@@ -470,9 +476,14 @@ def _exec_steps(ex: _Exec, held: str, t0: float) -> ExecResult:
             except NodeFailed as exc:
                 failed.append(exc)
     ex.timings["push"] = round(max((p["push"] for p in prepared.values()), default=0.0), 3)
-    ex.timings["bootstrap_check"] = round(max((p["bootstrap"] for p in prepared.values()), default=0.0), 3)
     ex.timings["prepare_wall"] = round(time.monotonic() - t1, 3)
     ex.pushed = sum(p["bytes"] for p in prepared.values())
+    if ex.deployed:  # the next exec builds its bundle against these heads without asking the nodes first
+        lc.update_record(str(ex.run_dir), {"deployed": dict(ex.rec.get("deployed") or {}, **ex.deployed)})
+    gone = _gone_nodes(ex, failed)
+    if gone:  # reaped, or destroyed by the provider or its watchdog: say so, start nothing, record no job
+        _settle(ex, held, None, record_job=False)
+        raise RunRefused("; ".join(gone) + "; nothing was started", 125)
     lc.job_started(str(ex.run_dir), {"job_id": ex.job_id, "kind": "exec", "name": "exec", "command": ex.command,
                                      "commit": ex.commit, "dirty": ex.dirty, "detached": ex.detach,
                                      "hosts_planned": [n.name for n in ex.nodes],
@@ -485,6 +496,7 @@ def _exec_steps(ex: _Exec, held: str, t0: float) -> ExecResult:
     t2 = time.monotonic()
     _stream_all(ex)
     ex.timings["job"] = round(time.monotonic() - t2, 3)
+    ex.timings["bootstrap_check"] = round(max(ex.boot_seconds.values(), default=0.0), 3)
     if ex.detach:
         lc.transition(str(ex.run_dir), "detached", fields={"resume_state": held})
         return _result(ex, 0, f"job {ex.job_id} runs detached on {len(ex.nodes)} node(s)", t0)
@@ -529,9 +541,27 @@ def _stream_all(ex: _Exec) -> None:
         t.join(timeout=5)
 
 
-def _settle(ex: _Exec, held: str, status: str | None) -> None:
+def _gone_nodes(ex: _Exec, failed: list) -> list[str]:
+    """For nodes whose push failed: the ones gone at their provider (marked destroyed in the record)."""
+    out = []
+    for exc in failed:
+        node = next(n for n in ex.nodes if n.name == exc.node)
+        why = ex._gone(node)
+        if why:
+            _mark_gone(ex.run_dir, node, why)
+            out.append(f"{node.name} is {why}: it was destroyed outside this controller (watchdog, reaper or "
+                       "provider)")
+    return out
+
+
+def _settle(ex: _Exec, held: str, status: str | None, record_job: bool = True) -> None:
     """Record how each node's part ended and give the run back to the state it was in (ready or kept)."""
     lc = ex.lc
+    if not record_job:
+        rec = lc.read_record(str(ex.run_dir)) or {}
+        if rec.get("state") == "running" and lc.owner_alive(rec.get("owner")):
+            lc.transition(str(ex.run_dir), held if held in ("ready", "kept") else "ready")
+        return
     hosts = {}
     for name, res in ex.results.items():
         st = status if status and res.status in ("pending", "running") else res.status

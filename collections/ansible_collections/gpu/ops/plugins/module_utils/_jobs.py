@@ -789,20 +789,22 @@ def wait_job(paths, job_id, state="finished", timeout=30.0, ready_url=None, read
 
 
 # ---------------------------------------------------------------------------------------------- following
-def follow_job(paths, job_id, emit, offset=0, timeout=0.0, log="job.log", poll=(0.05, 0.25)):
+def follow_job(paths, job_id, emit, offset=0, timeout=0.0, log="job.log", poll=(0.02, 0.1, 1.0)):
     """Stream the job's log from byte ``offset`` until the job has a final status (or is lost): every complete
-    line goes to ``emit(text, offset_after)``; the last, unterminated one at the end. Polls the file with backoff
-    (reset whenever output arrives). ``timeout`` > 0 returns early (``done`` false) so a caller can reconnect.
-    Returns {done, offset, job}."""
+    line goes to ``emit(text, offset_after)``; the last, unterminated one at the end. ``timeout`` > 0 returns early
+    (``done`` false) so a caller can reconnect. Returns {done, offset, job}.
+
+    Polls the file with backoff, reset whenever output arrives: ``poll`` is (first, cap for the first 10 s, cap
+    after). Between polls only the status file is read; the full look (tmux sessions, to notice a lost job) is
+    taken every 2 s, so following a job costs the node almost nothing."""
     job_dir = paths.job_dir(job_id)
     if not os.path.isdir(job_dir):
         raise JobError("no job %s on this node (%s)" % (job_id, job_dir))
-    path = os.path.join(job_dir, log)
-    end = time.monotonic() + timeout if timeout and timeout > 0 else None
-    delay, pending = poll[0], b""
+    path, status_path = os.path.join(job_dir, log), os.path.join(job_dir, "status")
+    started = time.monotonic()
+    end = started + timeout if timeout and timeout > 0 else None
+    delay, pending, next_look = poll[0], b"", 0.0
     while True:
-        info = read_job(job_dir, None, 0, persist=True)
-        finished = info["final"] or info["status"] in ("lost", None)
         chunk = _read_from(path, offset)
         if chunk:
             offset += len(chunk)
@@ -812,12 +814,42 @@ def follow_job(paths, job_id, emit, offset=0, timeout=0.0, log="job.log", poll=(
                 emit(line.decode("utf-8", "replace"), offset - len(pending))
             delay = poll[0]
             continue  # more may be there: read again before sleeping
+        now = time.monotonic()
+        finished = _str_file(status_path) in FINAL_STATUSES
+        if not finished and now >= next_look:
+            info = read_job(job_dir, None, 0, persist=True)
+            finished, next_look = info["final"] or info["status"] in ("lost", None), now + 2.0
         if finished:
+            tail = _read_from(path, offset)  # what the runner wrote with its last status
+            offset += len(tail)
+            pending += tail
+            for line in [ln for ln in pending.split(b"\n") if ln] if pending else []:
+                emit(line.decode("utf-8", "replace"), offset)
+            return {"done": True, "offset": offset, "job": read_job(job_dir, None, 0, persist=True)}
+        if end is not None and now >= end:
+            return {"done": False, "offset": offset - len(pending), "job": read_job(job_dir, None, 0)}
+        time.sleep(delay)
+        delay = min(delay * 1.5, poll[1] if now - started < 10 else poll[2])
+
+
+def follow_bootstrap(job_dir, job_id, emit, poll=(0.05, 0.5)):
+    """Stream bootstrap.log line by line while the bootstrap of ``job_id`` runs; returns its final state."""
+    path, offset, pending, delay = os.path.join(job_dir, "bootstrap.log"), 0, b"", poll[0]
+    while True:
+        chunk = _read_from(path, offset)
+        if chunk:
+            offset += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                emit(line.decode("utf-8", "replace"))
+            delay = poll[0]
+            continue
+        state = bootstrap_state(job_dir, job_id, live_sessions())
+        if state["state"] != "running":
             if pending:
-                emit(pending.decode("utf-8", "replace"), offset)
-            return {"done": True, "offset": offset, "job": info}
-        if end is not None and time.monotonic() >= end:
-            return {"done": False, "offset": offset - len(pending), "job": info}
+                emit(pending.decode("utf-8", "replace"))
+            return state
         time.sleep(delay)
         delay = min(delay * 1.5, poll[1])
 

@@ -20,8 +20,9 @@ description:
     Ansible and collection versions), C(metrics.jsonl) (every node's metrics merged, each line with its C(host)),
     C(loss.png) (when matplotlib is installed on the controller) and C(summary.json), and returns the one-screen
     summary.
-  - Every write is a locked read-modify-write and an atomic rename, so the guardian and a playbook never lose each
-    other's changes.
+  - Every write is a locked read-modify-write and an atomic rename (files 0600), so the guardian and a playbook never
+    lose each other's changes. The run's C(state) and C(status) are written only through the lifecycle
+    (C(plugins/module_utils/lifecycle.py), C(docs/lifecycle.md)); a decided status is never rewritten.
 author:
   - gpu.ops maintainers (@gpu-ops)
 options:
@@ -67,7 +68,7 @@ options:
   status:
     description: How the run ended (V(finish)), or the status to use instead of working it out (V(outcome)).
     type: str
-    choices: [succeeded, failed, budget_exceeded, preempted, cancelled, running]
+    choices: [succeeded, failed, budget_exceeded, preempted, cancelled, ended, running]
   exit_code:
     description: The job's exit code, when it ended with one.
     type: int
@@ -102,8 +103,42 @@ options:
     elements: dict
     default: []
   torn_down:
-    description: Whether every instance of the run is gone.
+    description: V(finish) - V(false) when the teardown could not destroy everything (the run stays C(tearing_down)).
     type: bool
+  to:
+    description:
+      - Move the run to this lifecycle state (C(docs/lifecycle.md)); a step the lifecycle does not allow fails the
+        task. Transient states record the running ansible-playbook as their owner.
+    type: str
+    choices: [planned, provisioning, ready, running, detached, kept, tearing_down, torn_down]
+  command:
+    description: What the playbook is doing (V(launch), V(up), V(train), V(down) ...), recorded with the state.
+    type: str
+    default: launch
+  job:
+    description: V(update) - a job that starts, C({job_id, kind, command, commit ...}), appended to the run's jobs.
+    type: dict
+  job_hosts:
+    description: How the current job ended on each node (host name to its run_job fact).
+    type: dict
+    default: {}
+  nodes:
+    description: V(update) - the home-lab or ssh hosts of the run with their connection details (the record's C(hosts)).
+    type: list
+    elements: dict
+    default: []
+  ending:
+    description:
+      - V(outcome) - V(pipeline) for the pipeline's own end (a failure may keep the nodes with C(keep_on_failure), a
+        detached job runs on); V(down) for a teardown by hand or by the guardian (nothing is kept, and an outcome the
+        run already decided is never rewritten).
+    type: str
+    default: pipeline
+    choices: [pipeline, down]
+  final_state:
+    description: V(finish) - the state the run ends in.
+    type: str
+    choices: [torn_down, kept, detached, tearing_down]
 attributes:
   check_mode:
     support: full

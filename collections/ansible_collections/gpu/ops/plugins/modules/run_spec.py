@@ -23,9 +23,23 @@ description:
     C(ansible-playbook gpu.ops.teardown -e run_id=ID) is enough.
   - The pipeline's own offer check (an offer at or below O(max_price_per_hour), else the cheapest there is) follows
     in the playbook, still before anything is rented.
+  - "A key among the extra variables that is not a spec key (nor a playbook switch such as C(teardown_status), nor an
+    C(ansible_*), C(awx_*), C(tower_*) or your own C(x_*) variable) is a typo and fails the check, naming the nearest
+    key (C(unknown run spec key 'comand' (did you mean 'command'?)))."
+  - It also asks the run's lifecycle (C(docs/lifecycle.md)) whether O(command) may act on the run in its state. A
+    command with nothing to do returns C(noop=true) and its message (for example C(down) of a torn-down run), a
+    command the state does not allow fails with why (for example C(deploy) of a torn-down run), and nothing is
+    created or changed either way.
 author:
   - gpu.ops maintainers (@gpu-ops)
 options:
+  command:
+    description:
+      - What the playbook does to the run, for the lifecycle check; the step playbooks set it. V(launch) or V(up) of
+        a run id that was torn down starts it again (a fresh start and expiry, the next job id).
+    type: str
+    default: launch
+    choices: [launch, up, deploy, health, train, exec, stop, status, logs, ssh, sync, down]
   run_id:
     description: Id of the run (lower-case letters, digits, C(-)); generated when absent. Names the nodes and the record.
     type: str
@@ -40,9 +54,20 @@ options:
       - V(cloud) rents nodes (RunPod, Vast.ai) and destroys them at the end.
       - V(homelab) uses the hosts of the inventory group O(homelab_group) as they are; nothing is provisioned or torn
         down, everything else is the same.
+      - V(ssh) uses the machines of O(ssh_hosts), without an inventory file (C(gpuops up --ssh user@host)).
+      - Machines that are not rented give each run its own workspace, C(~/.bifrost/workspaces/<run_id>), removed at
+        teardown once the results are home; a rented node keeps C(~/.bifrost/workspace).
     type: str
     default: cloud
-    choices: [cloud, homelab]
+    choices: [cloud, homelab, ssh]
+  ssh_hosts:
+    description:
+      - O(target=ssh) - the nodes as C(user@host[:port]) (C([v6addr]:port) for IPv6), in rank order. Each is checked
+        before anything starts (an SSH server answers, the login with O(ssh_private_key_file) works); one that fails
+        is refused, naming it.
+    type: list
+    elements: str
+    default: []
   homelab_group:
     description: Inventory group of the home-lab nodes (O(target=homelab)).
     type: str
@@ -96,6 +121,14 @@ options:
     description: Seconds the bootstrap may take.
     type: int
     default: 600
+  dependency_files:
+    description:
+      - More files (relative to O(workdir)) whose content decides whether the bootstrap runs again for a new job;
+        C(uv.lock), C(pyproject.toml), C(requirements.txt) and C(.python-version) always count, and so does the
+        bootstrap command itself.
+    type: list
+    elements: str
+    default: []
   command:
     description:
       - The job, run in the workspace in tmux after the bootstrap (required). Its environment has O(env), the values of
@@ -195,7 +228,10 @@ options:
     type: int
     default: 30
   detach:
-    description: Return once the job runs (the nodes keep running; follow with the attach command, end with gpu.ops.teardown).
+    description:
+      - Return once the job runs; the run is C(detached) and its nodes keep running. C(gpuops status RUN_ID) sees the
+        job end (the run is then C(ready) with the job's outcome), C(gpuops logs RUN_ID -f) follows it, and
+        C(gpuops down RUN_ID) (or gpu.ops.teardown) collects the results and destroys the nodes.
     type: bool
     default: false
   on_preemption:

@@ -13,7 +13,7 @@ Python >= 3.9. Commands (arguments as one JSON line on stdin, the answer as one 
   wait       gpu.ops.job_wait (one round: waits at most ``timeout`` seconds on the node)
   follow     stream the job's log from ``offset`` until it ends (``{"line": ..., "offset": n}`` lines, then the
              answer); gpuops exec, logs -f
-  run        start, then follow: one round trip for gpuops exec
+  run        (bootstrap when the dependencies changed,) start, then follow: one round trip for gpuops exec
   runner     ``runner run|bootstrap JOB_DIR``: the process in a job's tmux session (no stdin protocol)
 
 Each job keeps running from the helper file that started it; a newer collection installs a new file next to it.
@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from ansible_collections.gpu.ops.plugins.module_utils import _job_runner as runner
 from ansible_collections.gpu.ops.plugins.module_utils._jobs import (
     JobError,
     Paths,
+    follow_bootstrap,
     follow_job,
     kill_job,
     list_jobs,
@@ -111,7 +113,33 @@ def follow(args):
     return dict(res, changed=False, msg="job %s: %s" % (args["job_id"], res["job"]["status"]))
 
 
+def _bootstrap_first(args):
+    """run's optional bootstrap (``bootstrap_args``: as for ``bootstrap``): skipped in milliseconds when the
+    dependency files did not change; when it runs, its log streams as ``{"bootstrap_line": ...}`` until it ends
+    (the job's runner waits for it anyway, and ends bootstrap_failed when it fails). None: carry on; else the
+    failure to answer."""
+    t0 = time.monotonic()
+    res = bootstrap(args["bootstrap_args"])
+    _say({"bootstrap": {k: res.get(k) for k in ("outcome", "state", "msg", "failed")},
+          "seconds": round(time.monotonic() - t0, 3)})
+    if res.get("failed"):
+        return res
+    if res.get("outcome") == "started":
+        job_dir = _paths(args).job_dir(args["job_id"])
+        follow_bootstrap(job_dir, args["job_id"], lambda line: _say({"bootstrap_line": line}))
+    return None
+
+
+def _say(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
 def run(args):
+    if args.get("bootstrap_args"):
+        failed = _bootstrap_first(args)
+        if failed:
+            return failed
     started = start(args)
     sys.stdout.write(json.dumps({"started": started["job"], "changed": started["changed"]}) + "\n")
     sys.stdout.flush()

@@ -79,20 +79,40 @@ class Deployer(object):
         return {"commit": commit, "branch": branch, "tree": tree, "snapshot": snap if ship else None,
                 "subs": subs, "provenance": provenance}
 
-    def deploy(self, result, args, repo, host, timings, t0):
-        """Bring the node's workspace to the wanted commit (and dirty layer); returns the result."""
-        want = self._local_state(args, repo, result)
+    def local_state(self, args, repo):
+        """(what every node should get, the warnings and dirty facts for the result): the same for every node of a
+        run, so a caller deploying to many nodes works it out once (one git status, one snapshot)."""
+        result = {}
+        return self._local_state(args, repo, result), result
+
+    def deploy(self, result, args, repo, host, timings, t0, local=None, known=None):
+        """Bring the node's workspace to the wanted commit (and dirty layer); returns the result. ``local``: a
+        :meth:`local_state` already worked out for this repository and these arguments. ``known``: what this
+        controller deployed there last (``{head, dest, home, branch}`` from an earlier result): when the commit is a
+        new one, the probe's round trip is skipped and the bundle is built against that head (a node that lost it
+        answers PREREQUISITE_MISSING, and everything is sent)."""
+        if local is None:
+            want = self._local_state(args, repo, result)
+        else:
+            want, facts = local
+            result.update((k, list(v) if isinstance(v, list) else v) for k, v in facts.items())
         commit, snap, subs = want["commit"], want["snapshot"], want["subs"]
         timings["local"] = round(time.monotonic() - t0, 4)
         clean = {"enabled": args["clean"], "ignored": args["clean_ignored"], "exclude": args["clean_exclude"]}
         helper = self.helper
 
         t1 = time.monotonic()
-        wanted_commits = [commit] + ([snap["commit"]] if snap else [])
-        probe = helper.run("probe", {"dest": args["dest"], "clean": clean,
-                                     "want": {"commits": wanted_commits,
-                                              "submodules": [{"path": s["path"], "commit": s["commit"]}
-                                                             for s in subs]}})
+        if known and known.get("head") and known["head"] != commit and not subs and not clean["enabled"] \
+                and known.get("dest") and known.get("home"):
+            probe = {"dest": known["dest"], "home": known["home"], "head": known["head"],
+                     "branch": known.get("branch"), "has": {}, "submodules": {}, "tree": None, "clean_pending": [],
+                     "skipped": True}
+        else:
+            wanted_commits = [commit] + ([snap["commit"]] if snap else [])
+            probe = helper.run("probe", {"dest": args["dest"], "clean": clean,
+                                         "want": {"commits": wanted_commits,
+                                                  "submodules": [{"path": s["path"], "commit": s["commit"]}
+                                                                 for s in subs]}})
         timings["probe"] = round(time.monotonic() - t1, 4)
         if probe.get("failed"):
             return dict(result, failed=True, msg=probe["msg"])
@@ -118,7 +138,7 @@ class Deployer(object):
                    submodules=provenance["submodules"], dirty=provenance["dirty"],
                    dirty_shipped=provenance["dirty_shipped"], dirty_diff_sha256=provenance["dirty_diff_sha256"],
                    remote_url=provenance["remote_url"], clean_pending=probe.get("clean_pending") or [],
-                   timings=timings)
+                   timings=timings, home=probe.get("home"), probe_skipped=bool(probe.get("skipped")))
         out["diff"] = {"before": "commit: %s\ntree: %s\n" % (probe.get("head"), probe.get("tree")),
                        "after": "commit: %s\ntree: %s\n" % (commit, want["tree"])}
         if not reasons or self.check_mode:
