@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import out
+from devtools import out
 
 
 def test_keep_on_failure_keeps_then_down_destroys_and_records_truthfully(dev):

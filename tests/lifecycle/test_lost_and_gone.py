@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import out
+from devtools import out
 
 
 def _until(pred, what, timeout=60):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from conftest import out
+from devtools import out
 
 from gpuops.testing import make_keypair
 
