@@ -338,6 +338,13 @@ def run_pipeline(spec, *, on_event: Callable[[Event], None] | None = None, keep_
                         keep_artifacts=keep_artifacts, env=env)
 
 
+def up(spec, *, on_event: Callable[[Event], None] | None = None, env: dict | None = None, **overrides) -> RunResult:
+    """``gpu.ops.up`` for a run spec: provision, prepare and keep the nodes (then ``gpuops.devloop.exec_job``)."""
+    prepared = prepare_spec(spec, overrides)
+    check_spec_keys(prepared)
+    return run_playbook("gpu.ops.up", prepared, on_event=on_event, env=env)
+
+
 # --------------------------------------------------------------------------------------------- run commands
 def status(run_id: str | None = None, *, runs_dir=None, live: bool = False, env: dict | None = None):
     """Run records (newest first), or one run's record. ``live=True`` first runs ``gpu.ops.status`` for the run
@@ -562,4 +569,4 @@ def ssh_argv(run_id: str, host: str | None = None, *, runs_dir=None, key: str | 
 
 
 __all__ = ["BadInput", "RunResult", "LogLine", "run_playbook", "run_pipeline", "prepare_spec", "load_spec",
-           "status", "logs", "down", "reap", "cost", "offers", "ssh_argv", "EXIT_INFRA", "Failure"]
+           "status", "up", "check_spec_keys", "logs", "down", "reap", "cost", "offers", "ssh_argv", "EXIT_INFRA", "Failure"]

@@ -78,16 +78,3 @@ def test_exec_on_a_reaped_or_expired_run_says_so_and_creates_nothing(dev):
     exe = dev.gpuops("exec", run_id, "--", "true")
     assert exe.returncode == 125 and "expired at 2020-01-01" in exe.stderr, out(exe)
     assert dev.gpuops("down", run_id).returncode == 0 and not dev.live(run_id)
-
-
-def test_an_unused_node_is_destroyed_by_its_watchdog_after_idle_timeout_and_status_says_so(dev):
-    up = dev.gpuops("up", dev.spec(idle_timeout=60))
-    run_id = dev.last_id
-    assert up.returncode == 0, out(up)[-3000:]
-    dev.sim.client.advance(130)  # nobody talks to the node for longer than idle_timeout (the watchdog's clock)
-    _until(lambda: not dev.live(run_id), "the watchdog to destroy the idle node", timeout=90)
-    status = dev.gpuops("status", run_id)
-    assert status.returncode == 0, out(status)
-    assert f"run {run_id}: ended" in status.stdout and "watchdog" in status.stdout and "idle_timeout 60" in \
-        status.stdout, status.stdout
-    assert dev.record(run_id)["state"] == "torn_down"

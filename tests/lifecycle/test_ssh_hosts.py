@@ -88,3 +88,30 @@ def test_an_ssh_box_serves_two_runs_without_clobbering_and_is_never_destroyed(de
         assert box.ssh(f"test -e ~/.bifrost/workspaces/{run_id} || echo gone").stdout.strip() == "gone"
     assert box.id in dev.sim.client.ledger()["live_instances"]  # the user's machine is left as it was
     box.ssh("true")
+
+
+def test_a_detached_home_lab_run_is_followed_and_ended_without_its_inventory(dev, make_nodes):
+    """The record knows the lab node: status --live, logs -f and down reach it with no -i (issue 18: home-lab runs
+    were second class), and down collects and leaves the machine running."""
+    import yaml
+
+    box = make_nodes(1, "runpod", prefix="lab-" + dev.tmp.name[-6:])[0]
+    inv = dev.tmp / "lab.yml"
+    inv.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                                                   "ansible_python_interpreter": __import__("sys").executable}},
+                                           "children": {"lab": {"hosts": {"lab1": box.hostvars()}}}}}))
+    spec = dev.spec(gpu=None, target="homelab", homelab_group="lab", detach=True, command="python3 train.py 30")
+    run_id = dev.last_id
+    launch = dev.playbook("gpu.ops.pipeline", "-i", str(inv), "-e", f"@{spec}")
+    assert launch.returncode == 0, launch.stdout[-3000:]
+    assert dev.record(run_id)["state"] == "detached"
+    logs = dev.gpuops("logs", run_id, "-f", timeout=120)
+    assert logs.returncode == 0 and "step 29 version v1" in logs.stdout, out(logs)
+    live = dev.gpuops("status", run_id, "--live")
+    assert live.returncode == 0 and "lab1" in live.stdout, out(live)[-2000:]
+    down = dev.gpuops("down", run_id)
+    assert down.returncode == 0, out(down)[-3000:]
+    rec = dev.record(run_id)
+    assert (rec["state"], rec["status"]) == ("torn_down", "succeeded")
+    assert (dev.runs / run_id / "lab1" / "outputs" / "result.txt").is_file()
+    assert box.id in dev.sim.client.ledger()["live_instances"]

@@ -7,7 +7,7 @@
 Runs on the controller only: it reads the run spec from the play's variables (extra vars from ``-e @run.yml``,
 an AWX survey, ansible-runner's extravars), checks everything that can be checked before money is spent (a key
 that is not a spec key among the extra vars is a typo: refused, with the nearest key), reads the run's record and
-asks the lifecycle (``module_utils/lifecycle.py``) whether the playbook's ``command`` may act in the run's state,
+asks the lifecycle (``module_utils/lifecycle.py``) whether the playbook's ``lifecycle_command`` may act in the run's state,
 and returns the normalized spec. It never calls a provider API.
 """
 
@@ -53,9 +53,9 @@ class ActionModule(ActionBase):
         del tmp
         task_vars = task_vars or {}
         args = dict(self._task.args)
-        command = args.pop("command", None) or "launch"
+        command = args.pop("lifecycle_command", None) or "launch"
         if command not in lifecycle.TABLE:
-            return dict(result, failed=True, msg="command must be one of %s" % ", ".join(lifecycle.COMMANDS))
+            return dict(result, failed=True, msg="lifecycle_command must be one of %s" % ", ".join(lifecycle.COMMANDS))
         raw = {}
         for key in _run.SPEC:
             if key in args:

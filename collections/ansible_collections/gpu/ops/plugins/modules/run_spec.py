@@ -26,16 +26,17 @@ description:
   - "A key among the extra variables that is not a spec key (nor a playbook switch such as C(teardown_status), nor an
     C(ansible_*), C(awx_*), C(tower_*) or your own C(x_*) variable) is a typo and fails the check, naming the nearest
     key (C(unknown run spec key 'comand' (did you mean 'command'?)))."
-  - It also asks the run's lifecycle (C(docs/lifecycle.md)) whether O(command) may act on the run in its state. A
+  - It also asks the run's lifecycle (C(docs/lifecycle.md)) whether O(lifecycle_command) may act on the run in its state. A
     command with nothing to do returns C(noop=true) and its message (for example C(down) of a torn-down run), a
     command the state does not allow fails with why (for example C(deploy) of a torn-down run), and nothing is
     created or changed either way.
 author:
   - gpu.ops maintainers (@gpu-ops)
 options:
-  command:
+  lifecycle_command:
     description:
-      - What the playbook does to the run, for the lifecycle check; the step playbooks set it. V(launch) or V(up) of
+      - What the playbook does to the run, for the lifecycle check; the step playbooks set it (it is an option of
+        this task, not a key of the run spec). V(launch) or V(up) of
         a run id that was torn down starts it again (a fresh start and expiry, the next job id).
     type: str
     default: launch

@@ -8,7 +8,8 @@ Started by gpu.ops.run_guard (stdlib only, run as a script, settings as one JSON
 for the ansible-playbook process to end (pidfd where the kernel has it, else polling with backoff). It follows
 the run's lifecycle (``module_utils/lifecycle.py``): a run that is torn down, or held on purpose (``ready`` after
 ``gpuops up``, ``detached``, ``kept`` after a failure with keep_on_failure), needs nothing. A run left in a
-transient state (SIGKILL, a crash, Ctrl-C, SIGTERM, a laptop that closed its lid mid-run) was cut off: it stops what the dead process left running (its forked workers),
+transient state (SIGKILL, a crash, Ctrl-C, SIGTERM, a laptop that closed its lid mid-run) was cut off: it stops
+what the dead process left running (its forked workers),
 then runs ``ansible-playbook gpu.ops.teardown`` for the run: the job is stopped, results are collected, every
 instance is destroyed and the record says why. It is in its own session, so the terminal's Ctrl-C does not
 reach it, and it exits when the teardown ends: nothing is left behind.

@@ -607,8 +607,9 @@ def summary_lines(rec, cost, trend=None, plot=None):
             inst.get("name"), inst.get("provider"), inst.get("id"), inst.get("gpu_model"), inst.get("gpu_count"),
             float(inst.get("price_per_hour") or 0), " (destroyed)" if inst.get("destroyed_at") else " (RUNNING)"))
     for host in rec.get("hosts") or []:
-        lines.append("  node %s: %s %s@%s:%s" % (host.get("name"), "home lab" if host.get("kind") == "homelab" else "ssh",
-                                               host.get("ssh_user") or "-", host.get("ssh_host"), host.get("ssh_port")))
+        kind = "home lab" if host.get("kind") == "homelab" else "ssh"
+        where = "%s@%s:%s" % (host.get("ssh_user") or "-", host.get("ssh_host"), host.get("ssh_port"))
+        lines.append("  node %s: %s %s" % (host.get("name"), kind, where))
     lines += _state_lines(rec)
     steps = rec.get("steps") or {}
     if steps:

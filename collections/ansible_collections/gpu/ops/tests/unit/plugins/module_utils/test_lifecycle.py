@@ -81,8 +81,27 @@ def test_a_busy_run_refuses_a_second_job_and_names_its_owner():
     rec = {"run_id": "r", "state": "running", "owner": me("exec"), "jobs": [{"job_id": "exec-r"}]}
     d = lc.decide("exec", rec)
     assert d.verdict == lc.REFUSE and "job exec-r" in d.msg and "pid %d" % os.getpid() in d.msg
-    assert lc.decide("down", rec).verdict == lc.REFUSE
+    assert lc.decide("down", rec).verdict == lc.RUN  # down interrupts the owner first (take_over)
+    assert lc.decide("down", dict(rec, state="tearing_down")).verdict == lc.REFUSE
     assert lc.decide("stop", rec).verdict == lc.RUN
+
+
+def test_down_takes_over_from_a_live_owner_by_interrupting_it(tmp_path):
+    rd = str(tmp_path / "r")
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write(rd, {"run_id": "r", "state": "running", "owner": lc.owner_of(owner.pid, "exec")})
+        assert lc.effective_state(lc.read_record(rd)) == "running"
+        rec = lc.take_over(rd, timeout=20)  # SIGINT: the sleeping owner ends (as Ctrl-C there)
+        assert owner.wait(timeout=10) != 0
+        assert lc.effective_state(rec) == "detached"  # what down then sees: a job nobody waits for
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+    far = {"run_id": "r", "state": "running", "owner": dict(lc.owner_of(os.getpid(), "launch"), host="elsewhere")}
+    write(rd, far)
+    with pytest.raises(lc.LifecycleError, match="another machine"):
+        lc.take_over(rd, timeout=1)
 
 
 def test_legacy_records_keep_their_meaning():
@@ -113,8 +132,8 @@ def test_jobs_get_fresh_ids_and_their_own_results(tmp_path):
     rec = lc.job_started(rd, {"job_id": lc.next_job_id(lc.read_record(rd), "train", "r"), "kind": "train"})
     assert [j["job_id"] for j in rec["jobs"]] == ["train-r", "train-r-2"] and rec["job_id"] == "train-r-2"
     assert [j["results"] for j in rec["jobs"]] == ["", os.path.join("jobs", "train-r-2")]
-    entry = lc.job_ended(rd, "train-r-2", {"a": {"status": "succeeded", "exit_code": 0},
-                                            "b": {"status": "failed", "exit_code": 3}})
+    ends = {"a": {"status": "succeeded", "exit_code": 0}, "b": {"status": "failed", "exit_code": 3}}
+    entry = lc.job_ended(rd, "train-r-2", ends)
     assert entry["status"] == "failed" and entry["exit_code"] == 3
     on_disk = json.loads((tmp_path / "r" / "jobs" / "train-r-2" / "job.json").read_text())
     assert on_disk["hosts"]["b"]["exit_code"] == 3
