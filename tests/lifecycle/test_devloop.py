@@ -4,6 +4,7 @@ exec refused while one runs, exec --detach and stop, sync, down; and the command
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -83,6 +84,8 @@ def test_up_exec_three_times_sync_and_down(dev):
 
     sync = dev.gpuops("sync", run_id)
     assert sync.returncode == 0 and "verified" in sync.stdout, out(sync)
+    again = dev.gpuops("sync", run_id)  # incremental: what is home and verified does not travel again
+    assert again.returncode == 0 and "0 file(s) fetched" in again.stdout, out(again)
     down = dev.gpuops("down", run_id)
     assert down.returncode == 0, out(down)[-3000:]
     rec = dev.record(run_id)
@@ -110,6 +113,22 @@ def test_a_second_exec_is_refused_detach_and_stop(dev):
         if slow.poll() is None:
             slow.kill()
     assert dev.record(run_id)["state"] == "ready"
+
+    ctrl_c = _exec_popen(dev, run_id, "sh", "-c", "echo started; sleep 60")
+    try:
+        _wait(lambda: dev.record(run_id)["state"] == "running", "the exec to run its job")
+        _wait(lambda: "running" in (node_home(dev, run_id) / ".bifrost" / "jobs" / f"exec-{run_id}-2" / "status")
+              .read_text() if (node_home(dev, run_id) / ".bifrost" / "jobs" / f"exec-{run_id}-2" / "status").exists()
+              else False, "the job to run")
+        ctrl_c.send_signal(signal.SIGINT)  # Ctrl-C: the job stops on every node, the nodes stay
+        assert ctrl_c.wait(timeout=60) == 130
+    finally:
+        if ctrl_c.poll() is None:
+            ctrl_c.kill()
+    rec = dev.record(run_id)
+    assert rec["state"] == "ready" and rec["jobs"][-1]["status"] == "killed" and len(dev.live(run_id)) == 1
+    status = (node_home(dev, run_id) / ".bifrost" / "jobs" / f"exec-{run_id}-2" / "status").read_text().strip()
+    assert status == "killed"
 
     det = dev.gpuops("exec", run_id, "--detach", "--", "sh", "-c", "sleep 30")
     assert det.returncode == 0 and "runs detached" in det.stderr, out(det)
