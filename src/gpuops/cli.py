@@ -94,7 +94,7 @@ def _fanout(*fns):
 
 # what a gpu.ops playbook is, in the run's lifecycle (module_utils/lifecycle.py)
 PLAYBOOK_COMMANDS = {"gpu.ops.pipeline": "launch", "gpu.ops.up": "up", "gpu.ops.provision": "up",
-                     "gpu.ops.deploy": "deploy", "gpu.ops.health": "health", "gpu.ops.train": "train",
+                     "gpu.ops.deploy": "deploy", "gpu.ops.health": "health", "gpu.ops.train": "train", "gpu.ops.exec": "exec",
                      "gpu.ops.status": "status", "gpu.ops.logs": "logs", "gpu.ops.collect": "sync",
                      "gpu.ops.teardown": "down"}
 

@@ -173,5 +173,14 @@ def test_the_step_playbooks_run_new_jobs_on_an_up_run(dev):
         if version == "v2":  # the dependency files changed: the bootstrap ran again, for this job
             assert "bootstrapped" in boot and "SKIPPED" not in boot, boot
     assert [j["job_id"] for j in rec["jobs"]] == [f"train-{run_id}", f"train-{run_id}-2"]
+    ran = dev.playbook("gpu.ops.exec", *ids, "-e", "exec_command='python3 train.py 2 && echo from-exec'")
+    assert ran.returncode == 0, ran.stdout[-3000:]
+    job = dev.record(run_id)["jobs"][-1]
+    assert (job["job_id"], job["kind"], job["status"]) == (f"train-{run_id}-3", "exec", "succeeded")
+    home = dev.runs / run_id / "jobs" / job["job_id"] / f"{run_id}-0"
+    assert "from-exec" in (home / "stdout.log").read_text() and (home / "outputs" / "result.txt").is_file()
+    bad = dev.playbook("gpu.ops.exec", *ids, "-e", "exec_command='exit 5'")
+    assert bad.returncode == 2 and dev.record(run_id)["jobs"][-1]["exit_code"] == 5, bad.stdout[-2000:]
+    assert dev.record(run_id)["state"] == "ready"
     assert dev.playbook("gpu.ops.teardown", *ids).returncode == 0
     assert dev.record(run_id)["status"] == "ended" and not dev.live(run_id)

@@ -88,8 +88,7 @@ MAX_RESTARTS = 3
 FINAL_STATUSES = tuple(sorted(lifecycle.FINAL_OUTCOMES))
 # variables the playbooks take besides the spec's keys (a step's switches), and prefixes that are never spec keys
 CONTROL_VARS = frozenset(("teardown_status", "teardown_message", "collect", "logs_follow", "logs_lines",
-                          "logs_bootstrap", "logs_interval", "exec_command", "exec_detach", "exec_dirty", "force",
-                          "run_command"))
+                          "logs_bootstrap", "logs_interval", "exec_command", "force", "run_command"))
 FOREIGN_PREFIXES = ("ansible_", "awx_", "tower_", "molecule_", "x_")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
@@ -331,6 +330,12 @@ def workspace_root(spec):
     return "~/.bifrost/workspaces/%s" % spec["run_id"]
 
 
+def workspace_of(node_workdir, workdir):
+    """The workspace a recorded ``node_workdir`` (workspace + workdir) lies in (specs saved before node_workspace)."""
+    tail = "/" + workdir.strip("/") if workdir else ""
+    return node_workdir[:-len(tail)] if tail and node_workdir.endswith(tail) else node_workdir
+
+
 def normalize(raw, cwd, environ, when=None, record=None, command=None):
     """The run spec with defaults, absolute paths, a run id and its expiry; raises :class:`SpecError`.
 
@@ -375,8 +380,7 @@ def normalize(raw, cwd, environ, when=None, record=None, command=None):
     if saved and not relaunch:
         s.update({k: saved[k] for k in DERIVED if saved.get(k)})
         s["existing"] = True
-        s["node_workspace"] = s["node_workdir"][:-len("/" + s["workdir"])] if s["workdir"] and s["node_workdir"].endswith(
-            "/" + s["workdir"]) else s["node_workdir"]
+        s["node_workspace"] = workspace_of(s["node_workdir"], s["workdir"])
         _set_job_id(s, record, command)
         return s
     started = when or now_utc()
@@ -397,7 +401,7 @@ def _set_job_id(s, record, command):
     """The job this playbook works on: a new one (next unused id) for a launch, train or deploy; else the run's
     current job. Bootstrap and job share the id, so ``gpuops logs`` and collect find both."""
     current = lifecycle.current_job(record)
-    if command in ("launch", "up", "train", "deploy") or not (current or s.get("job_id")):
+    if command in ("launch", "up", "train", "deploy", "exec") or not (current or s.get("job_id")):
         s["job_id"] = lifecycle.next_job_id(record, s["job_name"], s["run_id"])
     elif current:
         s["job_id"] = current["job_id"]
