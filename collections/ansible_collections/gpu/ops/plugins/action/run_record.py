@@ -126,7 +126,12 @@ class ActionModule(ActionBase):
         fields = dict(args["fields"], ended_at=_run.iso_ms(now))
         # a teardown that could not destroy everything stays tearing_down with no owner: `gpuops down` again
         owner = None if final == "tearing_down" else playbook_owner(args["command"])
-        rec = lifecycle.transition(run_dir, final, owner=owner, fields=fields)
+        current = lifecycle.read_record(run_dir) or {}
+        if final == "torn_down" and current.get("state") == "torn_down":
+            # another teardown of the same run (the guardian's, a second gpuops down) finished first
+            rec = lifecycle.update_record(run_dir, {k: v for k, v in fields.items() if k != "ended_at"})
+        else:
+            rec = lifecycle.transition(run_dir, final, owner=owner, fields=fields)
         billed = {(b.get("provider"), str(b.get("id"))): b for b in args["billed"]}
         cost = _run.cost_document(rec.get("instances", []), billed, now)
         lifecycle.write_json(os.path.join(run_dir, "cost.json"), cost)

@@ -215,6 +215,18 @@ def owner_alive(owner):
     return start is not None and (owner.get("start") is None or start == owner["start"])
 
 
+def guardian_alive(rec):
+    """Whether the run's guardian (``guardian_pid``) still runs: it exits once its run needs nothing more."""
+    pid = (rec or {}).get("guardian_pid")
+    if not pid or proc_start_time(pid) is None:
+        return False
+    try:
+        with open("/proc/%d/cmdline" % int(pid), "rb") as fh:
+            return b"_guardian" in fh.read()
+    except (OSError, ValueError):
+        return False
+
+
 def describe_owner(owner):
     if not isinstance(owner, dict) or not owner.get("pid"):
         return "no process"
@@ -355,7 +367,9 @@ def take_over(run_dir, timeout=600.0, alive=owner_alive, note=None):
     deadline, delay = time.monotonic() + timeout, 0.1
     while time.monotonic() < deadline:
         rec = read_record(run_dir) or {}
-        if rec.get("state") not in TRANSIENT or not alive(rec.get("owner")):
+        owned = rec.get("state") in TRANSIENT and alive(rec.get("owner"))
+        # a pipeline's guardian takes over when its playbook dies: its teardown is the run's own handling too
+        if not owned and not guardian_alive(rec):
             return rec
         time.sleep(delay)
         delay = min(delay * 1.5, 2.0)

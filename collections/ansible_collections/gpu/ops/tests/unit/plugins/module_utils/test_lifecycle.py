@@ -156,3 +156,9 @@ def test_records_are_private(tmp_path):
     lc.transition(rd, "planned", owner=me())
     assert oct(os.stat(os.path.join(rd, "run.json")).st_mode & 0o777) == "0o600"
     assert oct(os.stat(rd).st_mode & 0o777) == "0o700"
+
+
+def test_a_guardian_counts_only_while_it_is_the_guardian():
+    assert not lc.guardian_alive({"guardian_pid": os.getpid()})  # a live pid that is not a guardian
+    assert not lc.guardian_alive({"guardian_pid": dead_owner()["pid"]})
+    assert not lc.guardian_alive({})
