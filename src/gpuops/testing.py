@@ -190,8 +190,9 @@ class SimHarness:
     def create_vast(self, label: str, gpu_name: str = "RTX 4090", num_gpus: int | None = None, wait: bool = True,
                     **extra) -> Node | int:
         self._vast("POST", "/api/v0/ssh/", json={"ssh_key": self.pubkey})
+        # the image is built for CUDA 12.4: a host whose driver supports less would fail the container
         q: dict[str, Any] = {"gpu_name": {"eq": gpu_name}, "rentable": {"eq": True}, "order": [["dph_total", "asc"]],
-                             "type": "ondemand"}
+                             "type": "ondemand", "cuda_max_good": {"gte": 12.4}}
         if num_gpus:
             q["num_gpus"] = {"eq": num_gpus}
         offers = self._vast("POST", "/api/v0/bundles/", json=q).json()["offers"]

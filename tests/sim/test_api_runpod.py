@@ -27,7 +27,9 @@ def assert_problem(r: requests.Response, status: int, detail_part: str | None = 
 def wait_status(sim, rp, pod_id: str, status: str, timeout: float = 20) -> dict:
     def check():
         p = rp.get(f"/pods/{pod_id}").json()
-        return p if p.get("status") == status else None
+        # RUNNING comes while the image still pulls; the container is up once runtime is reported (§1.9)
+        up = status != "RUNNING" or p.get("runtime") is not None
+        return p if p.get("status") == status and up else None
 
     return sim.client.wait_until(check, timeout, f"pod {pod_id} {status}")
 

@@ -61,7 +61,7 @@ def test_the_mapping_is_reported_before_sshd_answers(tmp_path, provider):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             d = sim.client.instance(str(iid))
-            if d["phase"] == "running":
+            if d["phase"] == "running" and not d["pulling"]:  # RunPod says RUNNING while it still pulls
                 break
             time.sleep(0.05)
         assert d["phase"] == "running" and d["ssh_port"] and d["sshd_at"] is None

@@ -236,9 +236,10 @@ DRIVER = textwrap.dedent("""
     token = h.client.info["token"]
     try:
         node = h.create_runpod("nonroot")
-        out = node.ssh("id -u; echo $HOME; tmux new-session -d -s j 'sleep 600'; echo ok").stdout.split()
+        # what the processes really run as (a new file's owner); `id` answers as the image's user (root)
+        out = node.ssh("touch f; stat -c %u f; echo $HOME; tmux new-session -d -s j 'sleep 600'; echo ok").stdout.split()
         vnode = h.create_vast("nonroot-v")
-        vout = vnode.ssh("id -un").stdout.strip()
+        vout = vnode.ssh("id -un; touch g; stat -c %U g").stdout.split()
     finally:
         stop = h.stop()
     ro = base / "ro"
@@ -295,7 +296,7 @@ def test_runs_as_a_non_root_user():
         res = json.loads(r.stdout.strip().splitlines()[-1])
         assert res["uid"] == pw.pw_uid != 0
         assert res["out"][0] == str(pw.pw_uid) and res["out"][1].startswith(str(base)) and res["out"][2] == "ok"
-        assert res["vout"] == NONROOT_USER
+        assert res["vout"] == ["root", NONROOT_USER]  # root inside the container, the invoking user outside
         assert "error" not in res["stop"] and "2 instance(s) destroyed" in res["stop"]
         assert res["left"] == []
         assert res["bad_rc"] != 0 and "not writable" in res["bad_err"] and "Traceback" not in res["bad_err"]

@@ -44,8 +44,9 @@ def create_pod(rp, sim, cleanup, name, **extra) -> str:
 
 
 def wait_running(sim, rp, pid, timeout=20):
-    return sim.client.wait_until(lambda: (lambda p: p if p["status"] == "RUNNING" else None)(pod_status(rp, pid)),
-                                 timeout, f"{pid} RUNNING")
+    # RUNNING comes while the image pulls; the container is up once runtime is reported
+    return sim.client.wait_until(lambda: (lambda p: p if p["status"] == "RUNNING" and p["runtime"] else None)(
+        pod_status(rp, pid)), timeout, f"{pid} RUNNING")
 
 
 # ------------------------------------------------------------------------------------------ request faults

@@ -142,7 +142,7 @@ def _js_date(ts: float) -> str:
 
 def pod_gql(engine: Engine, inst: Instance) -> dict:
     runtime = None
-    if inst.phase == "running":
+    if inst.phase == "running" and not inst.pulling:  # RUNNING with runtime null while the image pulls
         ports = []
         for p in inst.ports:
             num, _, proto = p.partition("/")

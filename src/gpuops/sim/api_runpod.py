@@ -53,7 +53,7 @@ def pod_json(engine: Engine, inst: Instance) -> dict:
     status = STATUS[inst.phase]
     direct = None
     runtime = None
-    running = inst.phase == "running"
+    running = inst.phase == "running" and not inst.pulling  # RUNNING while pulling: no runtime, no ssh yet
     has22 = "22/tcp" in inst.ports
     if running:
         ports = []

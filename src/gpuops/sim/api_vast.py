@@ -35,7 +35,8 @@ def _phase_status(inst: Instance) -> tuple[str | None, str, str]:
     if inst.phase == "provisioning":
         return None, "running", "running"
     if inst.phase == "starting":
-        return "loading", "running", "running"
+        # loading is the image pull; an instance that never starts (boot_never) stays created
+        return ("created" if inst.boot_never else "loading"), "running", "running"
     if inst.phase == "running":
         return "running", "running", "running"
     if inst.phase == "exited":

@@ -316,7 +316,8 @@ def create_app(engine: Engine, keys: dict[str, str], admin_token: str, on_shutdo
     @app.get("/_sim/instances/{iid}")
     async def instance_detail(iid: str, request: Request):
         auth_admin(request)
-        inst = engine.instances.get(iid)
+        # destroyed ones too (the ledger keeps them): tests ask where a run's instances were
+        inst = engine.instances.get(iid) or next((t for t in reversed(engine.tombstones) if t.id == iid), None)
         if inst is None:
             raise ApiError(404, f"no instance {iid}")
         d = inst.public()

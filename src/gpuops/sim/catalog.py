@@ -72,6 +72,7 @@ class Catalog:
     runpod_data_centers: list[str]
     runpod_gpu_types: dict[str, RunpodGpuType]
     vast_machines: dict[int, VastMachine]
+    images: list[dict] = field(default_factory=list)  # a catalog's own image entries (sim/images.py), first
 
     @property
     def boot_seconds(self) -> float:
@@ -176,4 +177,4 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         raise SimConfigError(f"catalog {p}: {e}") from None
     return Catalog(settings=dict(raw.get("settings") or {}), hardware=hw,
                    runpod_data_centers=list(rp.get("data_centers") or []), runpod_gpu_types=gtypes,
-                   vast_machines=machines)
+                   vast_machines=machines, images=list(raw.get("images") or []))

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import string
 import time
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 from .catalog import Catalog, RunpodGpuType, VastMachine
 from .errors import ApiError
 from .faults import Fault, FaultSet
+from .images import Image, ImageCatalog, build_path_dir, cuda_key, valid_reference
 from .nodes import NodeManager, NodeSpec, free_port, loopback_supports_aliases
 
 log = logging.getLogger("gpuops.sim")
@@ -101,6 +103,7 @@ class Instance:
     # fault state
     boot_seconds: float = 1.0
     boot_never: bool = False
+    pull_never: bool = False
     boot_error: bool = False
     ssh_never: bool = False
     preempt_after: float | None = None
@@ -108,6 +111,8 @@ class Instance:
     gpu_fault: dict = field(default_factory=dict)
     label_extra: dict = field(default_factory=dict)
     sshd_at: float | None = None  # when sshd began answering (after the mapping, with sshd_start_seconds)
+    pulling: bool = False  # the image is being pulled (RunPod: RUNNING meanwhile, runtime null; Vast: loading)
+    pull_seconds: float | None = None  # how long the last pull took (cold, or from the host's cache)
     run_gen: int = 0  # bumped by every start and stop: timers of an earlier run are void
     # the instance's own API key (Vast CONTAINER_API_KEY, RunPod's pod-scoped RUNPOD_API_KEY): see instance_keys
     api_key: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -162,6 +167,8 @@ class Engine:
         self._closing = False
         self.stats: dict[str, int] = {}
         self.balance_limit = float(catalog.settings.get("runpod_balance", 500.0))
+        self.images = ImageCatalog.load(catalog.images)
+        self.pulled: dict[str, set[str]] = {}  # host -> images in its local cache
         # what a node needs to reach "its provider" (the server sets these once it listens): the same override
         # variables the modules honour, so the real path (public URLs, no variable) is untouched
         self.api_urls: dict[str, str] = {}
@@ -346,6 +353,8 @@ class Engine:
             inst.boot_seconds = f.seconds
         if self.faults.take("boot_never", **ctx):
             inst.boot_never = True
+        if self.faults.take("pull_never", **ctx):
+            inst.pull_never = True
         if self.faults.take("boot_error", **ctx):
             inst.boot_error = True
         if self.faults.take("ssh_never", **ctx):
@@ -441,18 +450,29 @@ class Engine:
             # "running" only while sshd starts behind an address already mapped (sshd_start_seconds)
             return inst.phase not in ("starting", "running") or inst.run_gen != gen or self._closing
 
-        # the rest of the boot time is "container starting"
+        image = self.images.resolve(inst.image)
+        problem = self._image_problem(inst, image)
+        if problem:
+            self._enter_error(inst, problem)
+            return
+        # the rest of the boot time is "container starting" (STARTING on RunPod), then the image is pulled
         rest = max(0.0, inst.boot_seconds) * 0.7
         if rest:
             end = time.monotonic() + rest
             while time.monotonic() < end and not stale():
                 await asyncio.sleep(min(0.05, end - time.monotonic()))
-        if stale():
+        if stale() or not await self._pull(inst, image, stale):
             return
+        main = self._main_command(inst, image)
         spec = NodeSpec(instance_id=inst.id, ip=inst.ip, authorized_keys=inst.keys, gpus=[],
-                        env=self._node_env(inst), onstart=inst.onstart)
+                        env=self._node_env(inst), onstart=inst.onstart, image=image,
+                        path_dir=str(build_path_dir(self.state_dir / "images", image)),
+                        inject_keys=main is None, settings=self.catalog.settings)
         self.nodes.prepare(spec)
         self.nodes.write_gpus(inst.id, self.gpu_state(inst))
+        if main is not None and not inst.ssh_never:  # ssh_never: a port that never speaks SSH, whoever starts
+            await self._start_container(inst, spec, main)
+            return
         early = await self._map_before_sshd(inst, spec, gen)
         if early is False:
             return
@@ -475,12 +495,94 @@ class Engine:
         inst.sshd_at = self.clock.now()
         if early:
             return
+        self._container_up(inst, ports)
+
+    def _container_up(self, inst: Instance, ports: list[int]) -> None:
+        inst.pulling = False
         inst.ssh_port, inst.proxy_port = ports[0], ports[1]
         inst.started_at = self.clock.now()
         inst.status_msg = f"success, running {inst.image}/ssh" if inst.provider == "vast" else None
         self._set_phase(inst, "running")
         if inst.interruptible and inst.preempt_after is not None:
             self._schedule(self.clock.now() + inst.preempt_after, inst.id, "preempt")
+
+    # ------------------------------------------------------------------ images
+    def _image_problem(self, inst: Instance, image: Image) -> str | None:
+        """Why a container of this image cannot start on the instance's host, as the vendor reports it."""
+        if not valid_reference(inst.image):
+            return f"Error response from daemon: invalid reference format: {inst.image!r}"
+        if not image.exists:
+            return (f"Error response from daemon: manifest for {inst.image} not found: manifest unknown: "
+                    "manifest unknown")
+        host_cuda = inst.cuda_version or "12.4"
+        if image.cuda and cuda_key(image.cuda) > cuda_key(host_cuda):
+            return ("OCI runtime create failed: runc create failed: unable to start container process: error "
+                    "during container init: error running hook #0: error running hook: exit status 1, stdout: , "
+                    f"stderr: nvidia-container-cli: requirement error: unsatisfied condition: cuda>={image.cuda}, "
+                    "please update your driver to a newer version, or use an earlier cuda container: unknown")
+        return None
+
+    def _host_key(self, inst: Instance) -> str:
+        """Whose image cache a pull fills: Vast's machine; RunPod's data center (pods rarely share a host,
+        and RunPod does not say which host a pod got)."""
+        return f"vast:{inst.machine_id}" if inst.provider == "vast" else f"runpod:{inst.data_center}"
+
+    async def _pull(self, inst: Instance, image: Image, stale) -> bool:
+        """Pull the image (cold at image_pull_mb_per_s, from the host's cache at image_extract_mb_per_s).
+        RunPod reports the pod RUNNING meanwhile (runtime null, no ports); Vast shows ``loading`` and the
+        progress in status_msg."""
+        host = self._host_key(inst)
+        cached = image.ref in self.pulled.get(host, set())
+        rate = float(self.catalog.settings.get("image_extract_mb_per_s" if cached else "image_pull_mb_per_s",
+                                               20000 if cached else 5000))
+        seconds = image.size_gb * 1024 / max(rate, 1e-6)
+        if inst.pull_never:  # stalls at 37 %, the progress never moves again
+            seconds = float("inf")
+        inst.pulling = True
+        if inst.provider == "runpod":
+            self._set_phase(inst, "running")
+        start = time.monotonic()
+        # "pulling" lasts until the container is up (_container_up): RunPod has no runtime before that
+        try:
+            while not stale():
+                done = time.monotonic() - start
+                if done >= seconds:
+                    break
+                if inst.provider == "vast":
+                    part = 0.37 if inst.pull_never else done / seconds
+                    inst.status_msg = (f"{'Extracting' if cached else 'Pulling'} {inst.image}: "
+                                       f"{image.size_gb * part:.2f} GB / {image.size_gb:.2f} GB ({int(100 * part)}%)")
+                await asyncio.sleep(min(0.1, seconds - done))
+        finally:
+            if stale():
+                inst.pulling = False
+        if stale():
+            return False
+        inst.pull_seconds = round(time.monotonic() - start, 3)
+        self.pulled.setdefault(host, set()).add(image.ref)
+        return True
+
+    @staticmethod
+    def _main_command(inst: Instance, image: Image) -> list[str] | None:
+        """What the container runs: None for the provider's own sshd (Vast's init for ssh/jupyter runtypes, a
+        RunPod template's start script), else the argv of its start command ([]: the image's CMD, no SSH)."""
+        args = shlex.split(inst.args) if inst.args else []
+        if inst.provider == "vast" and inst.runtype != "args":
+            return None  # Vast replaces the entrypoint with its init (sshd, keys), then runs onstart
+        if args:
+            return args
+        return None if image.entrypoint == "sshd" else []
+
+    async def _start_container(self, inst: Instance, spec: NodeSpec, argv: list[str]) -> None:
+        """The container is up with its ports mapped; only what its start command does brings sshd."""
+        ports = [free_port(inst.ip) for _ in range(spec.listen_ports)]
+        self.nodes.write_config(spec, ports)
+        error = self.nodes.run_main(spec, argv)
+        if error:
+            await self.nodes.stop(inst.id)
+            self._enter_error(inst, error)
+            return
+        self._container_up(inst, ports)
 
     async def _map_before_sshd(self, inst: Instance, spec: NodeSpec, gen: int) -> list[int] | None | bool:
         """With settings.sshd_start_seconds, as on real clouds: the container runs and its ports are mapped
@@ -490,6 +592,7 @@ class Engine:
         if delay <= 0 or inst.ssh_never:
             return None
         ports = [free_port(inst.ip) for _ in range(spec.listen_ports)]
+        inst.pulling = False
         inst.ssh_port, inst.proxy_port = ports[0], ports[1]
         inst.started_at = self.clock.now()
         inst.status_msg = f"success, running {inst.image}/ssh" if inst.provider == "vast" else None
@@ -503,6 +606,7 @@ class Engine:
 
     def _enter_error(self, inst: Instance, msg: str) -> None:
         """The container could not start: ERROR (RunPod), not billed for GPU; the GPUs go back to stock."""
+        inst.pulling = False
         self._set_phase(inst, "error")
         inst.status_msg = msg
         inst.ssh_port = inst.proxy_port = None
@@ -538,6 +642,7 @@ class Engine:
     # ------------------------------------------------------------------ stop / start / terminate
     async def _stop_node(self, inst: Instance, reason: str) -> None:
         inst.run_gen += 1
+        inst.pulling = False
         self._set_phase(inst, "exited")
         inst.stop_reason = reason
         inst.ended_at = self.clock.now()

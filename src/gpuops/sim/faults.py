@@ -23,7 +23,9 @@ File format::
       - type: insufficient_balance  # RunPod 402 / Vast insufficient_credit on create
       - type: slow_boot           # boot takes `seconds` instead of the catalog's boot_seconds
         seconds: 8
-      - type: boot_never          # stays PROVISIONING/STARTING (Vast: loading) forever
+      - type: boot_never          # stays PROVISIONING/STARTING (Vast: created) forever: never scheduled
+      - type: pull_never          # the image pull stalls: RunPod RUNNING without a runtime, Vast loading
+                                  # with its progress frozen (bounded by the client's pull_timeout)
       - type: boot_error          # the container fails to start: RunPod ERROR, Vast "created" with
                                   # status_msg "... OCI runtime create failed ..." (clients fail fast)
       - type: ssh_never           # API reports RUNNING with a port mapping, but SSH never answers
@@ -56,7 +58,8 @@ from .errors import SimConfigError
 
 REQUEST_TYPES = {"rate_limit", "server_error", "endpoint_gone"}
 CREATE_TYPES = {"no_capacity", "insufficient_balance"}
-INSTANCE_TYPES = {"slow_boot", "boot_never", "boot_error", "ssh_never", "preempt", "terminate_fails", "gpu"}
+INSTANCE_TYPES = {"slow_boot", "boot_never", "pull_never", "boot_error", "ssh_never", "preempt", "terminate_fails",
+                  "gpu"}
 ALL_TYPES = REQUEST_TYPES | CREATE_TYPES | INSTANCE_TYPES
 APIS = {"runpod", "graphql", "vast", "any"}
 MATCH_KEYS = {"provider", "name", "gpu", "offer", "instance"}

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SimConfigError
+from .images import Image, write_node_image
 
 MARKER = "GPUOPS_SIM_NODE"
 DATA = Path(__file__).parent / "data"
@@ -250,6 +251,12 @@ class NodeSpec:
     env: dict[str, str] = field(default_factory=dict)
     onstart: str | None = None
     listen_ports: int = 2  # direct + proxy
+    # the container's image (sim/images.py): its PATH directory, and whether something of the provider's
+    # (a RunPod template's start script, Vast's init) writes the keys into authorized_keys
+    image: Image | None = None
+    path_dir: str | None = None
+    inject_keys: bool = True
+    settings: dict = field(default_factory=dict)
 
 
 class NodeManager:
@@ -303,12 +310,16 @@ class NodeManager:
         if not hostkey.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"sim-{spec.instance_id}",
                             "-f", str(hostkey)], check=True, stdin=subprocess.DEVNULL)
-        self.write_authorized_keys(spec.instance_id, spec.authorized_keys)
+        self.write_authorized_keys(spec.instance_id, spec.authorized_keys if spec.inject_keys else [])
         self.write_gpus(spec.instance_id, spec.gpus)
         smi = d / "bin" / "nvidia-smi"
         if not smi.exists():
-            shutil.copyfile(DATA / "nvidia_smi.py", smi)
+            # a program of the host's driver, not of the image: it runs without the image's Python
+            code = (DATA / "nvidia_smi.py").read_text().split("\n", 1)[1]
+            smi.write_text(f"#!{sys.executable} -I\n{code}")
             os.chmod(smi, 0o755)
+        if spec.image is not None:
+            write_node_image(d, spec.image, spec.settings, self.sshd)
         if self.nss_wrapper:
             self._write_nss_files(d)
         # the container environment as RunPod/Vast images expose it to ssh sessions
@@ -372,14 +383,39 @@ class NodeManager:
         except (OSError, ValueError):
             return []
 
+    def node_path(self, spec: NodeSpec) -> str:
+        """The container's PATH: the node's own bin (nvidia-smi, what was installed), then its image's programs."""
+        d = self.node_dir(spec.instance_id)
+        if spec.path_dir:
+            return f"{d / 'bin'}:{spec.path_dir}"
+        return f"{d / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+    def container_env(self, spec: NodeSpec) -> dict[str, str]:
+        """The environment of the container's own processes (its start command, Vast's onstart)."""
+        d = self.node_dir(spec.instance_id)
+        return {
+            "HOME": str(d / "home"),
+            "TMUX_TMPDIR": str(self.tmux_dir(spec.instance_id)),
+            "PATH": self.node_path(spec),
+            "GPUOPS_SIM_NODE_DIR": str(d),
+            MARKER: f"{self.token}:{spec.instance_id}",
+            **self.nss_env(spec.instance_id),
+            **spec.env,
+        }
+
+    def write_config(self, spec: NodeSpec, ports: list[int]) -> Path:
+        """sshd's config for the ports the container's 22/tcp is mapped to (sshd itself starts later, from the
+        container's start command, or not at all)."""
+        return self._sshd_config(spec, ports)
+
     def _sshd_config(self, spec: NodeSpec, ports: list[int]) -> Path:
         d = self.node_dir(spec.instance_id)
         home = d / "home"
-        path = f"{d / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
         setenv = {
             "HOME": str(home),
             "TMUX_TMPDIR": str(self.tmux_dir(spec.instance_id)),
-            "PATH": path,
+            "PATH": self.node_path(spec),
+            "GPUOPS_SIM_NODE_DIR": str(d),
             "GPUOPS_SIM_GPU_FILE": str(d / "gpus.json"),
             "GPUOPS_SIM_CONTAINER_ENV": str(d / "container.env"),
             MARKER: f"{self.token}:{spec.instance_id}",
@@ -395,7 +431,8 @@ class NodeManager:
         lines += [
             f"HostKey {d / 'ssh_host_ed25519_key'}",
             f"PidFile {d / 'sshd.pid'}",
-            f"AuthorizedKeysFile {d / 'authorized_keys'}",
+            # the provider's injected keys, and ~/.ssh/authorized_keys as a start command writes it
+            f"AuthorizedKeysFile {d / 'authorized_keys'} {home / '.ssh' / 'authorized_keys'}",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes",
@@ -479,16 +516,24 @@ class NodeManager:
 
     def _run_onstart(self, spec: NodeSpec) -> None:
         d = self.node_dir(spec.instance_id)
-        env = {
-            "HOME": str(d / "home"),
-            "TMUX_TMPDIR": str(self.tmux_dir(spec.instance_id)),
-            "PATH": f"{d / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            MARKER: f"{self.token}:{spec.instance_id}",
-            **self.nss_env(spec.instance_id),
-            **spec.env,
-        }
-        subprocess.Popen(["/bin/sh", "-c", spec.onstart], cwd=str(d / "home"), env=env, stdin=subprocess.DEVNULL,
-                         stdout=open(d / "onstart.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        subprocess.Popen(["/bin/sh", "-c", spec.onstart], cwd=str(d / "home"), env=self.container_env(spec),
+                         stdin=subprocess.DEVNULL, stdout=open(d / "onstart.log", "ab"), stderr=subprocess.STDOUT,
+                         start_new_session=True)
+
+    def run_main(self, spec: NodeSpec, argv: list[str]) -> str | None:
+        """Start the container's main process (its start command). Returns the container runtime's error when
+        the program is not on the image's PATH (the container fails), else None."""
+        d = self.node_dir(spec.instance_id)
+        env = self.container_env(spec)
+        if not argv:
+            return None
+        prog = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env["PATH"])
+        if not prog or not os.access(prog, os.X_OK):
+            return (f"OCI runtime create failed: runc create failed: unable to start container process: exec: "
+                    f"\"{argv[0]}\": executable file not found in $PATH: unknown")
+        subprocess.Popen([prog] + argv[1:], cwd=str(d / "home"), env=env, stdin=subprocess.DEVNULL,
+                         stdout=open(d / "container.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        return None
 
     def open_blackhole(self, instance_id: str, ip: str, count: int = 2) -> list[int]:
         """Ports that accept TCP but never speak SSH: 'SSH that never opens' behind a live port mapping."""
