@@ -48,7 +48,7 @@ BOOT_SECONDS = 3.0
 COMMAND = "python3 train.py --steps 300"
 BOOTSTRAP = "true"
 GOALS = {"ratio_1": 2.0, "ratio_8": 1.0, "billed_beyond_s": 20.0, "exit_to_terminate_s": 5.0}
-STEPS = ("provision", "deploy", "bootstrap", "health", "train", "collect", "teardown")
+STEPS = ("provision", "prepare", "deploy", "bootstrap", "health", "train", "collect", "teardown")
 
 
 # ------------------------------------------------------------------------------------------ what a run left

@@ -25,6 +25,7 @@ ARGUMENT_SPEC = {
     "destroyed": {"type": "list", "elements": "str", "default": []},
     "steps": {"type": "dict", "default": {}},
     "marks": {"type": "list", "elements": "dict", "default": []},
+    "node_tools": {"type": "dict", "default": {}},
     "fields": {"type": "dict", "default": {}},
     "status": {"type": "str", "choices": list(lifecycle.OUTCOMES)},
     "failure": {"type": "dict"},
@@ -49,6 +50,17 @@ ARGUMENT_SPEC = {
 def playbook_owner(command):
     """The owner of a transient state written from a task: the ansible-playbook process (this worker's parent)."""
     return lifecycle.owner_of(os.getppid(), command)
+
+
+NODE_TOOLS_KEYS = ("tools", "installed", "missing", "cached", "manager", "failed")
+
+
+def _node_tools(run_dir, results):
+    """What node preparation found per host, merged over the record's earlier rounds (replacements)."""
+    merged = dict((lifecycle.read_record(run_dir) or {}).get("node_tools") or {})
+    for host, res in results.items():
+        merged[host] = {k: res.get(k) for k in NODE_TOOLS_KEYS if k in res}
+    return merged
 
 
 class ActionModule(ActionBase):
@@ -101,6 +113,8 @@ class ActionModule(ActionBase):
         changes = dict(args["fields"])
         if args["nodes"]:
             changes["hosts"] = args["nodes"]
+        if args["node_tools"]:
+            changes["node_tools"] = _node_tools(run_dir, args["node_tools"])
         steps = dict(args["steps"], **_run.step_times(args["marks"]))
         rec = lifecycle.update_record(run_dir, changes, instances=[_run.instance_entry(i, now) for i in args["instances"]],
                                       steps=steps)

@@ -49,6 +49,15 @@ options:
         and the module fails with the state it was stuck in and the last probe error.
     type: int
     default: 600
+  pull_timeout:
+    description:
+      - Seconds the image may take to pull, on top of O(wait_timeout). While the provider reports the image pulling
+        (RunPod RUNNING without a runtime, Vast C(loading) with the progress in C(status_msg)), that time does not
+        count against O(wait_timeout), and a RUNNING pod without an SSH mapping is not taken for a host without a
+        public IP.
+      - A cold 16 GB image takes about 3 minutes; the default leaves room for slow registries.
+    type: int
+    default: 1800
   poll_interval:
     description:
       - Longest pause in seconds between two status polls while waiting. Polls start at 0.1 seconds and back off to

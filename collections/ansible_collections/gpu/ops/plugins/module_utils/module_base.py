@@ -55,6 +55,7 @@ def instance_argument_spec():
         known_hosts_file=dict(type="path"),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=600),
+        pull_timeout=dict(type="int", default=1800),
         poll_interval=dict(type="float", default=1.5),
         keep_on_failure=dict(type="bool", default=False),
         run_id=dict(type="str", fallback=(env_fallback, ["GPUOPS_RUN_ID"])),
@@ -360,7 +361,8 @@ class InstanceStateMachine:
             opts["user_override"] = user
         target = sshu.Target(inst.id, self.prov.get, inst, stopped_grace=self.stopped_grace() if started else 0.0,
                              label=self.label(inst))
-        sshu.Waiter(self.p["wait_timeout"], self.p["poll_interval"], ssh=opts, log=self.m.log).wait([target])
+        sshu.Waiter(self.p["wait_timeout"], self.p["poll_interval"], ssh=opts, log=self.m.log,
+                    pull_timeout=self.p.get("pull_timeout")).wait([target])
         self.waited = sshu.wait_report(target)
         if not target.ready:
             msg = sshu.describe_failure(target, self.p["wait_timeout"])

@@ -48,7 +48,7 @@ class Instance:
 
     FIELDS = ("id", "name", "provider", "status", "ssh_host", "ssh_port", "ssh_user", "gpu_type", "gpu_model",
               "gpu_count", "price_per_hour", "interruptible", "labels", "created_at", "provider_status", "image",
-              "region", "offer_id", "status_message")
+              "region", "offer_id", "status_message", "pulling")
 
     def __init__(self, **kw):
         for f in self.FIELDS:

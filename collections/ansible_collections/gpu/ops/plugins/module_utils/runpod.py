@@ -15,6 +15,7 @@ also carries ``GPUOPS_INTERRUPTIBLE=1`` and ``GPUOPS_BID_PER_GPU`` (v2 does not 
 from __future__ import annotations
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
+from ansible_collections.gpu.ops.plugins.module_utils.container_start import sshd_start_command
 from ansible_collections.gpu.ops.plugins.module_utils.provider import (
     ConfigError,
     Instance,
@@ -98,6 +99,20 @@ def auth_message(err):
             "read/write scope." % (err.status, err.message.split(": ", 2)[-1]))
 
 
+
+# RunPod's own templates start sshd and write $PUBLIC_KEY themselves; every other image runs its own
+# entrypoint, which gives no SSH (provider-apis.md 1.8): those get the start command that does
+TEMPLATE_IMAGES = ("runpod/",)
+
+
+def start_args(spec):
+    """The pod's start command: the user's ``args``, nothing for RunPod's templates, else ours (sshd)."""
+    if spec.get("args"):
+        return spec["args"]
+    if str(spec.get("image") or "").startswith(TEMPLATE_IMAGES):
+        return None
+    return sshd_start_command()
+
 class RunPodProvider(Provider):
     name = "runpod"
     options = (
@@ -178,6 +193,8 @@ class RunPodProvider(Provider):
         ssh = (pod.get("ssh") or {}).get("direct") or None
         gpu = pod.get("gpu") or {}
         status = STATUS_MAP.get(str(pod.get("status") or "").upper(), "error")
+        # RunPod says RUNNING while the image is still pulling: the container is up once runtime is reported
+        pulling = status == "running" and pod.get("runtime") is None
         return Instance(
             id=pod.get("id"), name=name, provider=self.name, status=status,
             ssh_host=ssh.get("host") if ssh else None, ssh_port=int(ssh["port"]) if ssh and ssh.get("port") else None,
@@ -185,7 +202,8 @@ class RunPodProvider(Provider):
             gpu_count=gpu.get("count"), price_per_hour=pod.get("cost"),
             interruptible=env.get(INTERRUPTIBLE_ENV) == "1", labels=labels,
             created_at=pod.get("createdAt"), provider_status=pod.get("status"), image=pod.get("image"),
-            region=pod.get("dataCenterId"), offer_id=None, status_message=None,
+            region=pod.get("dataCenterId"), offer_id=None, pulling=pulling,
+            status_message="pulling the image (the container has not started)" if pulling else None,
         )
 
     # ------------------------------------------------------------------ reads
@@ -307,8 +325,9 @@ class RunPodProvider(Provider):
             body["disk"] = int(spec["disk_gb"])
         if spec.get("data_centers"):
             body["dataCenterIds"] = list(spec["data_centers"])
-        if spec.get("args"):
-            body["args"] = spec["args"]
+        args = start_args(spec)
+        if args:
+            body["args"] = args
         return body
 
     def _spot_input(self, spec):
@@ -325,8 +344,9 @@ class RunPodProvider(Provider):
             inp["dataCenterId"] = spec["data_centers"][0]
         if spec.get("allowed_cuda_versions"):
             inp["allowedCudaVersions"] = list(spec["allowed_cuda_versions"])
-        if spec.get("args"):
-            inp["dockerArgs"] = spec["args"]
+        args = start_args(spec)
+        if args:
+            inp["dockerArgs"] = args
         return inp
 
     def create(self, spec):

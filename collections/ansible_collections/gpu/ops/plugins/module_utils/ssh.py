@@ -324,6 +324,9 @@ class Target:
         self.denied_since = None
         self.ready_at = None
         self.events = []
+        self.pulled = 0.0  # seconds the provider reported the image pulling (not counted against wait_timeout)
+        self.pull_since = None
+        self.pull_note_at = None
 
 
 # Seconds between API polls of one instance (first poll, then the steady interval), within the vendors'
@@ -332,6 +335,8 @@ class Target:
 # With GPUOPS_API_QUOTAS=off (simulators) the module's poll_interval alone applies.
 PROBE_INTERVAL = 0.5  # TCP/SSH probes once an address is known: no API call, so they may be quick
 NO_MAPPING_GRACE = 60.0  # RUNNING without a direct SSH mapping for this long: the host has no public IP
+DEFAULT_PULL_TIMEOUT = 1800  # a cold 16 GB image takes ~3 minutes; dstack allows 20 min, SkyPilot 30
+PULL_NOTE_INTERVAL = 15.0  # a progress line while pulling at most this often
 
 
 def api_poll_schedule(provider, poll_interval, quotas=True):
@@ -352,8 +357,11 @@ class Waiter:
     API_RECHECK = 5.0  # while the port is mapped but SSH is not up yet, re-read the API this often
     AUTH_GRACE = 60.0  # sshd answers but rejects the key: images may write authorized_keys late, not this late
 
-    def __init__(self, timeout, poll_interval=1.5, ssh=None, log=None, clock=None, sleep=None, quotas=None):
+    def __init__(self, timeout, poll_interval=1.5, ssh=None, log=None, clock=None, sleep=None, quotas=None,
+                 pull_timeout=None):
         self.timeout = float(timeout)
+        # the image pull has its own budget: time the provider reports it pulling extends the wait
+        self.pull_timeout = float(DEFAULT_PULL_TIMEOUT if pull_timeout is None else pull_timeout)
         self.poll_interval = max(0.1, float(poll_interval))
         self.ssh = ssh
         self.log = log or (lambda msg: None)
@@ -391,6 +399,8 @@ class Waiter:
                                                      if inst.ssh_ready_address else ""))
         t.instance = inst
         self._schedule_api(t, self.clock())
+        if self._pull_state(t, inst, now):
+            return False
         if inst.status in ("error", "terminated"):
             t.fatal = "the API reports it %s (%s)%s" % (inst.status, inst.provider_status,
                                                         ": %s" % inst.status_message if inst.status_message else "")
@@ -400,6 +410,34 @@ class Waiter:
                 inst.provider_status, ": %s" % inst.status_message if inst.status_message else "")
             return False
         return True
+
+    def _pull_state(self, t, inst, now):
+        """Follow the image pull; True (fatal) when it outlasts pull_timeout."""
+        if inst.pulling and t.pull_since is None:
+            t.pull_since = now
+            t.pull_note_at = now
+            self._event(t, "pulling the image%s" % (": %s" % inst.status_message if inst.status_message else ""))
+        elif not inst.pulling and t.pull_since is not None:
+            t.pulled += now - t.pull_since
+            t.pull_since = None
+            self._event(t, "image pulled after %ds" % int(t.pulled))
+        elif inst.pulling and now - t.pull_note_at >= PULL_NOTE_INTERVAL:
+            t.pull_note_at = now
+            self._event(t, "still pulling the image (%ds)%s" % (
+                int(self._pull_seconds(t, now)), ": %s" % inst.status_message if inst.status_message else ""))
+        if inst.pulling and self._pull_seconds(t, now) > self.pull_timeout:
+            t.fatal = "its image has been pulling for %ds, past pull_timeout (%ds)" % (
+                int(self._pull_seconds(t, now)), int(self.pull_timeout))
+            return True
+        return False
+
+    @staticmethod
+    def _pull_seconds(t, now):
+        return t.pulled + (now - t.pull_since if t.pull_since is not None else 0.0)
+
+    def deadline(self, t, now):
+        """When waiting for ``t`` ends: wait_timeout, plus the time its image was reported pulling."""
+        return self.start + self.timeout + min(self._pull_seconds(t, now), self.pull_timeout)
 
     @staticmethod
     def _needs_api(t, now):
@@ -420,8 +458,9 @@ class Waiter:
                 t.prefetched = by_id.get(str(t.instance.id))
 
     def _unmapped(self, t, now):
-        """Running without an SSH endpoint: give up after the grace (a host without a public IP)."""
-        if t.instance.status != "running":
+        """Running without an SSH endpoint: give up after the grace (a host without a public IP). A pod that
+        is RUNNING while its image pulls has no mapping yet: that is not a missing public IP."""
+        if t.instance.status != "running" or t.instance.pulling:
             t.unmapped_since = None
             return
         if t.unmapped_since is None:
@@ -455,7 +494,7 @@ class Waiter:
 
     def _probe(self, t, addr, now):
         host, port = addr
-        remaining = max(0.5, self.end - now)
+        remaining = max(0.5, self.deadline(t, now) - now)
         t.probes += 1
         ok, info = probe_banner(host, port, min(2.0, remaining))
         if not ok:
@@ -503,24 +542,22 @@ class Waiter:
                             self._event(t, "SSH ready")
                         else:
                             self._event(t, "failed: %s" % t.fatal)
+            now = self.clock()
+            for t in [t for t in targets if not t.done and now >= self.deadline(t, now)]:
+                t.done = True
+                t.fatal = None
+                self._event(t, "timed out: %s" % t.last_error)
             pending = [t for t in targets if not t.done]
             if not pending:
                 break
-            now = self.clock()
-            if now >= self.end:
-                for t in pending:
-                    t.done = True
-                    t.fatal = None
-                    self._event(t, "timed out: %s" % t.last_error)
-                break
-            nxt = min(t.next_at for t in pending)
-            self.sleep(max(0.0, min(nxt, self.end) - now))
+            nxt = min(min(t.next_at, self.deadline(t, now)) for t in pending)
+            self.sleep(max(0.0, nxt - now))
         return targets
 
 
 def describe_failure(t, timeout):
     inst = t.instance
-    state = "%s (%s)" % (inst.status, inst.provider_status)
+    state = "%s (%s)%s" % (inst.status, inst.provider_status, ", its image still pulling" if inst.pulling else "")
     if t.fatal:
         return "%s failed while waiting for SSH: %s; last probe: %s" % (t.label, t.fatal, t.last_error)
     return "%s was not reachable over SSH within %ss: stuck in state %s; last probe error: %s" % (
@@ -529,4 +566,5 @@ def describe_failure(t, timeout):
 
 def wait_report(t):
     return {"ready": t.ready, "category": t.category, "api_polls": t.api_polls, "ssh_probes": t.probes,
+            "pull_seconds": round(t.pulled, 1),
             "ready_at": t.ready_at, "events": t.events, "last_error": None if t.ready else t.last_error}

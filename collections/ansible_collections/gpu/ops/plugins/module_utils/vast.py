@@ -208,6 +208,7 @@ class VastProvider(Provider):
             created_at=utc_iso(start) if isinstance(start, (int, float)) else start,
             provider_status=row.get("actual_status"), image=row.get("image_uuid"),
             region=str(geo).strip() if geo else None, offer_id=None, status_message=row.get("status_msg"),
+            pulling=row.get("actual_status") == "loading",  # the image is pulling; status_msg has the progress
         )
 
     def to_offer(self, o, interruptible):

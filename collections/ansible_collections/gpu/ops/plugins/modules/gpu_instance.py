@@ -443,7 +443,8 @@ class GpuInstance:
                           provider_errors=errors)
         waiter = None
         if p["wait"]:
-            waiter = sshu.Waiter(p["wait_timeout"], p["poll_interval"], ssh=ssh_opts, log=m.log)
+            waiter = sshu.Waiter(p["wait_timeout"], p["poll_interval"], ssh=ssh_opts, log=m.log,
+                                 pull_timeout=p["pull_timeout"])
         prov = fleet.Provisioner(providers, offers, self.spec_for(providers, labels, public_key),
                                  on_created=lambda pr, i: m.created.append((pr, i)), destroy=self.destroy,
                                  waiter=waiter, max_attempts=p["max_attempts"], log=m.log)

@@ -54,6 +54,11 @@ options:
     description: Seconds per step to add to the record.
     type: dict
     default: {}
+  node_tools:
+    description: Per host, the result of C(gpu.ops.node_tools) (tools and versions, what was installed); merged into
+      the record's C(node_tools) over earlier rounds.
+    type: dict
+    default: {}
   marks:
     description:
       - Per node, times (epoch seconds) in order, C({start, deploy, bootstrap, ...}); each step lasts from the previous

@@ -99,13 +99,33 @@ options:
     type: bool
     default: false
   image:
-    description: Container image of the nodes.
+    description:
+      - Container image of the nodes. Any reasonable image works. It does not need sshd, git, tmux or even Python.
+      - On providers that run the image's own entrypoint (RunPod), images other than the provider's templates get a
+        start command that installs and starts sshd with the run's key; Vast's ssh launch mode brings SSH itself.
+      - Before anything else on a node, the C(gpu.ops.node_tools) step installs what the steps need (python3, git,
+        tmux, tar) with the image's package manager, once per node; an image without a package manager, or whose user
+        is not root and has no C(sudo -n) fails that node with a message naming what is missing.
     type: str
     default: pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime
   images:
     description: "Per-provider image overriding O(image), for example C({runpod: runpod/pytorch:2.4.0, vast: vastai/pytorch})."
     type: dict
     default: {}
+  cuda:
+    description:
+      - Lowest CUDA version the image needs (for example C("12.4")). Hosts whose driver supports less are never
+        rented. It is sent as each provider's filter (RunPod C(minCudaVersion), Vast C(cuda_max_good)).
+      - When not given, it is derived from well-known image tags (C(...-cuda12.4-...), C(cuda-12.4.1),
+        C(nvidia/cuda:12.4.1-...)), the highest of O(image) and O(images); an image whose tag names no CUDA adds no
+        filter. The plan line says which CUDA the chosen host offers.
+    type: str
+  pull_timeout:
+    description:
+      - Seconds a node's image may take to pull, on top of O(wait_timeout), which then counts from when the container
+        is up. While the provider reports the image pulling, the wait goes on and the progress is shown.
+    type: int
+    default: 1800
   disk_gb:
     description: Container disk per node in GB.
     type: int

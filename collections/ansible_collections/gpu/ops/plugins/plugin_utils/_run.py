@@ -43,6 +43,10 @@ SPEC = {
     "interruptible": {"type": "bool", "default": False},
     "image": {"type": "str", "default": "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime"},
     "images": {"type": "dict", "default": {}},
+    # the lowest CUDA the image needs (derived from well-known image tags when not given): hosts whose driver
+    # supports less are never rented
+    "cuda": {"type": "str"},
+    "pull_timeout": {"type": "int", "default": 1800},
     "disk_gb": {"type": "int", "default": 20},
     "bootstrap": {"type": "str", "default": ""},
     "bootstrap_timeout": {"type": "int", "default": 600},
@@ -102,7 +106,7 @@ class SpecError(Exception):
         self.problems = problems
 
 
-STEP_ORDER = ("provision", "deploy", "artifacts", "bootstrap", "health", "train", "collect", "teardown")
+STEP_ORDER = ("provision", "prepare", "deploy", "artifacts", "bootstrap", "health", "train", "collect", "teardown")
 
 
 def iso_ms(ts):
@@ -158,7 +162,8 @@ def check_key(path):
 def _check_numbers(s):
     problems = []
     for key, low in (("nodes", 1), ("gpu_count", 1), ("disk_gb", 1), ("bootstrap_timeout", 1), ("job_timeout", 1),
-                     ("idle_timeout", 60), ("wait_timeout", 1), ("progress_interval", 1), ("max_attempts", 1)):
+                     ("idle_timeout", 60), ("wait_timeout", 1), ("pull_timeout", 1), ("progress_interval", 1),
+                     ("max_attempts", 1)):
         if s[key] < low:
             problems.append("%s must be at least %d (got %s)" % (key, low, s[key]))
     if not 0 <= s["health_replacements"] <= MAX_HEALTH_REPLACEMENTS:
@@ -179,7 +184,36 @@ def _check_numbers(s):
         parse_ttl(s["ttl"])
     except ValueError as exc:
         problems.append(str(exc))
-    return problems
+    return problems + _check_cuda(s)
+
+
+CUDA_RE = re.compile(r"^[0-9]{1,2}\.[0-9]{1,2}$")
+CUDA_TAG_RE = re.compile(r"cuda[-_]?v?([0-9]+)\.([0-9]+)", re.I)
+
+
+def image_cuda(image):
+    """The CUDA an image is built for, from its tag: ``...-cuda12.4-...``, ``cuda-12.4.1``, ``nvidia/cuda:12.4.1-...``."""
+    m = CUDA_TAG_RE.search(image or "")
+    if m:
+        return "%d.%d" % (int(m.group(1)), int(m.group(2)))
+    name, _, tag = (image or "").partition(":")
+    m = re.match(r"([0-9]+)\.([0-9]+)", tag)
+    if name.rsplit("/", 1)[-1] == "cuda" and m:
+        return "%d.%d" % (int(m.group(1)), int(m.group(2)))
+    return None
+
+
+def _check_cuda(s):
+    """``cuda`` given (a version such as 12.4), or the highest one the run's images name in their tags."""
+    if s["cuda"] is not None and str(s["cuda"]).strip():
+        s["cuda"] = str(s["cuda"]).strip()
+        if not CUDA_RE.match(s["cuda"]):
+            return ["cuda must be a version such as 12.4 (got %r)" % s["cuda"]]
+        return []
+    found = [image_cuda(i) for i in [s["image"]] + list((s["images"] or {}).values())]
+    found = [v for v in found if v]
+    s["cuda"] = max(found, key=lambda v: tuple(int(x) for x in v.split("."))) if found else None
+    return []
 
 
 def _check_env(s, environ):

@@ -345,3 +345,52 @@ def test_once_the_address_is_known_probes_run_fast_and_the_api_is_rarely_asked()
     polls, t = _polls_in_a_minute("runpod", addr=("127.0.0.1", port))
     assert t.probes >= 60 / sshu.PROBE_INTERVAL - 5  # about every PROBE_INTERVAL
     assert len(polls) <= 60 / sshu.Waiter.API_RECHECK + 1
+
+
+class PullingCloud:
+    """A pod that the API reports pulling for ``pull_s`` virtual seconds (RunPod: RUNNING without a runtime),
+    then running with an address."""
+
+    def __init__(self, clock, pull_s, addr):
+        self.clock, self.until, self.addr = clock, clock.now + pull_s, addr
+
+    def get(self, iid):
+        pulling = self.clock.now < self.until
+        host, port = (None, None) if pulling else self.addr
+        return Instance(id=iid, name="n", provider="runpod", status="running", provider_status="RUNNING",
+                        ssh_host=host, ssh_port=port, ssh_user="root", pulling=pulling,
+                        status_message="pulling the image" if pulling else None)
+
+
+def test_a_pull_longer_than_wait_timeout_is_waited_for_and_not_taken_for_a_missing_public_ip():
+    srv = Listener(b"SSH-2.0-OpenSSH_9.6\r\n")
+    try:
+        clock = FakeClock()
+        cloud = PullingCloud(clock, 200.0, ("127.0.0.1", srv.port))  # beyond NO_MAPPING_GRACE and wait_timeout
+        t = sshu.Target("a", cloud.get, Instance(id="a", provider="runpod", status="pending"))
+        sshu.Waiter(30, poll_interval=1.5, ssh=ssh_opts([]), clock=clock, sleep=clock.sleep, quotas=False).wait([t])
+        assert t.ready and t.category is None, (t.fatal, t.last_error)
+        events = [e["event"] for e in t.events]
+        assert any(e.startswith("pulling the image") for e in events) and any("still pulling" in e for e in events)
+        assert any(e.startswith("image pulled after 2") for e in events), events
+        assert sshu.wait_report(t)["pull_seconds"] >= 199
+    finally:
+        srv.close()
+
+
+def test_a_pull_past_pull_timeout_fails_naming_the_pull():
+    clock = FakeClock()
+    cloud = PullingCloud(clock, 10_000.0, ("127.0.0.1", 1))
+    t = sshu.Target("a", cloud.get, Instance(id="a", provider="runpod", status="pending"))
+    sshu.Waiter(30, poll_interval=1.5, ssh=ssh_opts([]), clock=clock, sleep=clock.sleep, quotas=False,
+                pull_timeout=120).wait([t])
+    assert not t.ready and "pulling for" in t.fatal and "pull_timeout (120s)" in t.fatal
+    assert 120 <= clock.now - 1000.0 < 130
+
+
+def test_without_a_pull_wait_timeout_still_bounds_the_wait():
+    clock = FakeClock()
+    t = sshu.Target("a", FakeCloud([("pending", None, None)]).get, Instance(id="a", provider="runpod",
+                                                                            status="pending"))
+    sshu.Waiter(30, poll_interval=1.5, ssh=ssh_opts([]), clock=clock, sleep=clock.sleep, quotas=False).wait([t])
+    assert not t.ready and t.fatal is None and 30 <= clock.now - 1000.0 < 33
