@@ -6,7 +6,7 @@ with gpu.ops' start command), then a one-task playbook runs `gpu.ops.node_tools`
 run installs what the image lacks, the rest find the marker. A playbook with one `raw: true` task on the same node
 is the baseline (ansible-playbook's start and one round trip); the figures are medians minus that baseline.
 Then one 1-node pipeline per image reports `prepare` against the run's wall time. The simulator's package installs
-take `package_install_seconds` (0.3 s, the default catalog's), so "first" is dominated by that figure, not by
+take `package_install_seconds` (0.1 s, the default catalog's), so "first" is dominated by that figure, not by
 real mirrors; compare images with each other within one run. A benchmark, not a test: nothing here asserts.
 
     python benchmarks/bench_prepare.py [ROUNDS]
@@ -65,7 +65,7 @@ def pipeline_share(h, repo: Path, work: Path, image: str) -> dict:
     run_id = f"prep-{uuid.uuid4().hex[:6]}"
     spec = {"run_id": run_id, "repo": str(repo), "gpu": ["RTX 4090"], "providers": ["runpod"], "image": image,
             "max_price_per_hour": 2.0, "bootstrap": "true", "command": "python3 train.py --steps 100",
-            "workdir": "examples/train", "ssh_private_key_file": str(h.key), "runs_dir": str(work / "runs")}
+            "ssh_private_key_file": str(h.key), "runs_dir": str(work / "runs")}
     spec_file = work / f"{run_id}.yml"
     spec_file.write_text(yaml.safe_dump(spec))
     inv = work / "local.yml"
@@ -75,9 +75,11 @@ def pipeline_share(h, repo: Path, work: Path, image: str) -> dict:
     proc = subprocess.run([PLAYBOOK_BIN, "gpu.ops.pipeline", "-e", f"@{spec_file}", "-i", str(inv)],
                           capture_output=True, text=True, env=ansible_env(h.env), cwd=str(REPO), timeout=600)
     wall = time.perf_counter() - t0
-    record = json.loads((work / "runs" / run_id / "run.json").read_text())
+    path = work / "runs" / run_id / "run.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
     if proc.returncode != 0:
-        raise SystemExit(f"pipeline on {image} failed: {record.get('message')}\n{proc.stdout[-3000:]}")
+        raise SystemExit(f"pipeline on {image} failed: {record.get('message')}\n{proc.stdout[-3000:]}\n"
+                         f"{proc.stderr[-1000:]}")
     prepare = float(record["steps"].get("prepare", 0.0))
     return {"wall_s": round(wall, 2), "prepare_s": prepare, "share": round(prepare / wall, 3),
             "installed": next(iter(record.get("node_tools", {}).values()), {}).get("installed")}

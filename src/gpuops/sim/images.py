@@ -208,8 +208,9 @@ def build_path_dir(cache: Path, image: Image) -> Path:
 
 def write_node_image(node_dir: Path, image: Image, settings: dict, sshd: str) -> None:
     """What the stand-ins on the node read: the image, the host programs they may link, sshd's config."""
+    programs = host_programs()
     info = {"image": image.public(), "sshd": sshd, "sshd_config": str(node_dir / "sshd_config"),
             "sshd_log": str(node_dir / "sshd.log"), "bin": str(node_dir / "bin"),
-            "install_seconds": float(settings.get("package_install_seconds", 0.3) or 0),
-            "programs": {tool: programs_of(tool, host_programs()) for tool in TOOL_PROGRAMS}}
+            "install_seconds": float(settings.get("package_install_seconds", 0.1) or 0),
+            "programs": {tool: programs_of(tool, programs) for tool in TOOL_PROGRAMS}}
     (node_dir / "image.json").write_text(json.dumps(info, indent=1))

@@ -99,7 +99,6 @@ def auth_message(err):
             "read/write scope." % (err.status, err.message.split(": ", 2)[-1]))
 
 
-
 # RunPod's own templates start sshd and write $PUBLIC_KEY themselves; every other image runs its own
 # entrypoint, which gives no SSH (provider-apis.md 1.8): those get the start command that does
 TEMPLATE_IMAGES = ("runpod/",)
@@ -112,6 +111,7 @@ def start_args(spec):
     if str(spec.get("image") or "").startswith(TEMPLATE_IMAGES):
         return None
     return sshd_start_command()
+
 
 class RunPodProvider(Provider):
     name = "runpod"

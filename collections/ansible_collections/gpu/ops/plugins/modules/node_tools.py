@@ -24,7 +24,7 @@ description:
     the image.
   - Programs are looked up on the node's C(PATH) only.
 author:
-  - gpu.ops contributors
+  - gpu.ops maintainers (@gpu-ops)
 options:
   require:
     description:
@@ -45,12 +45,19 @@ options:
     type: bool
     default: true
 attributes:
-  check_mode:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
-    description: Checks only; reports C(changed) when something would be installed.
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Checks only; reports C(changed) when something would be installed.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
     platforms: posix
 notes:
   - Honours C(become). The script runs as the become user, which then needs no C(sudo -n) of its own.

@@ -196,7 +196,7 @@ def image_cuda(image):
     m = CUDA_TAG_RE.search(image or "")
     if m:
         return "%d.%d" % (int(m.group(1)), int(m.group(2)))
-    name, _, tag = (image or "").partition(":")
+    name, _sep, tag = (image or "").partition(":")
     m = re.match(r"([0-9]+)\.([0-9]+)", tag)
     if name.rsplit("/", 1)[-1] == "cuda" and m:
         return "%d.%d" % (int(m.group(1)), int(m.group(2)))

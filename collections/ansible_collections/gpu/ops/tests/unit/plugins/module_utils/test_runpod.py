@@ -10,7 +10,8 @@ import pytest
 
 from ansible_collections.gpu.ops.plugins.module_utils import http_client as http
 from ansible_collections.gpu.ops.plugins.module_utils.provider import ConfigError, OfferFilters
-from ansible_collections.gpu.ops.plugins.module_utils.runpod import RunPodProvider
+from ansible_collections.gpu.ops.plugins.module_utils.container_start import sshd_start_command
+from ansible_collections.gpu.ops.plugins.module_utils.runpod import RunPodProvider, start_args
 from ansible_collections.gpu.ops.tests.unit.plugins.module_utils.fake_api import FakeApi, Sleeps
 
 KEY = "rpa_UNITTESTKEY0000"
@@ -89,9 +90,21 @@ def test_create_body_follows_create_pod_request(api):
     gpu = {"id": "NVIDIA GeForce RTX 4090", "count": 2, "minCudaVersion": "12.4"}
     assert body == {"name": "train-0", "image": "img", "gpu": gpu,
                     "cloud": "COMMUNITY", "ports": ["8888/http", "22/tcp"], "startSsh": True, "disk": 30,
-                    "dataCenterIds": ["EU-RO-1"],
+                    "dataCenterIds": ["EU-RO-1"], "args": sshd_start_command(),
                     "env": {"A": "1", "PUBLIC_KEY": "ssh-ed25519 AAAA k", "GPUOPS_RUN_ID": "r1", "GPUOPS_OWNER": "bob",
                             "GPUOPS_EXPIRES_AT": "2026-11-24T00:00:00Z"}}
+
+
+@pytest.mark.parametrize("spec,args", [
+    ({"image": "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime"}, "ours"),  # no sshd in the image: ours starts it
+    ({"image": "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"}, None),  # a template starts its own
+    ({"image": "img", "args": "bash -c 'my start'"}, "bash -c 'my start'"),  # the user's own start command wins
+])
+def test_the_start_command_brings_sshd_to_images_that_lack_it(spec, args):
+    got = start_args(spec)
+    assert got == (sshd_start_command() if args == "ours" else args)
+    if args == "ours":
+        assert "openssh-server" in got and "${PUBLIC_KEY:-}" in got and "authorized_keys" in got
 
 
 def test_no_capacity_and_insufficient_balance_are_categorized(api):

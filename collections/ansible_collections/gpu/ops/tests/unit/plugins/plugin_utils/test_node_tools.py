@@ -37,7 +37,7 @@ def run(tmp_path, path_dir, require=tools.DEFAULT_REQUIRE, install=True):
     env = {"PATH": str(path_dir), "HOME": str(tmp_path / "home")}
     (tmp_path / "home").mkdir(exist_ok=True)
     cmd = tools.script(list(require), list(tools.DEFAULT_OPTIONAL), install)
-    res = subprocess.run(["/bin/sh", "-c", cmd], env=env, capture_output=True, text=True, timeout=30)
+    res = subprocess.run(["/bin/sh", "-c", cmd], env=env, capture_output=True, text=True, timeout=30, check=False)
     found = tools.parse(res.stdout)
     return tools.outcome(found, list(require), install), found, res
 
