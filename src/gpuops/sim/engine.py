@@ -463,7 +463,11 @@ class Engine:
                 await asyncio.sleep(min(0.05, end - time.monotonic()))
         if stale() or not await self._pull(inst, image, stale):
             return
-        main = self._main_command(inst, image)
+        try:
+            main = self._main_command(inst, image)
+        except ValueError as e:  # unbalanced quotes: the runtime cannot split the start command
+            self._enter_error(inst, f"invalid start command {inst.args!r}: {e}")
+            return
         spec = NodeSpec(instance_id=inst.id, ip=inst.ip, authorized_keys=inst.keys, gpus=[],
                         env=self._node_env(inst), onstart=inst.onstart, image=image,
                         path_dir=str(build_path_dir(self.state_dir / "images", image)),
