@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -88,4 +89,16 @@ def node_file(sim, record: dict, rel: str) -> Path:
     return sim.state_dir / "nodes" / str(inst["id"]) / "home" / rel
 
 
-__all__ = ["Dev", "out", "node_file"]
+def until(pred, what, timeout=60):
+    """Poll ``pred`` with backoff until it returns something truthy; fail after ``timeout`` seconds."""
+    end, delay = time.monotonic() + timeout, 0.05
+    while time.monotonic() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+__all__ = ["Dev", "out", "node_file", "until"]

@@ -7,10 +7,9 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from devtools import out
+from devtools import out, until
 
 
 def _exec_popen(dev, run_id, *cmd):
@@ -19,15 +18,6 @@ def _exec_popen(dev, run_id, *cmd):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dev.env)
 
 
-def _wait(pred, what, timeout=60):
-    end, delay = time.monotonic() + timeout, 0.05
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_up_exec_three_times_sync_and_down(dev):
@@ -99,7 +89,7 @@ def test_a_second_exec_is_refused_detach_and_stop(dev):
     assert up.returncode == 0, out(up)[-3000:]
     slow = _exec_popen(dev, run_id, "sh", "-c", "echo started; sleep 60")
     try:
-        _wait(lambda: dev.record(run_id)["state"] == "running", "the first exec to run its job")
+        until(lambda: dev.record(run_id)["state"] == "running", "the first exec to run its job")
         second = dev.gpuops("exec", run_id, "--", "true")
         # refused, naming the first exec (its state says so; the exec lock would say it too)
         assert second.returncode == 125 and f"for exec (pid {slow.pid}" in second.stderr, out(second)
@@ -116,8 +106,8 @@ def test_a_second_exec_is_refused_detach_and_stop(dev):
 
     ctrl_c = _exec_popen(dev, run_id, "sh", "-c", "echo started; sleep 60")
     try:
-        _wait(lambda: dev.record(run_id)["state"] == "running", "the exec to run its job")
-        _wait(lambda: "running" in (node_home(dev, run_id) / ".bifrost" / "jobs" / f"exec-{run_id}-2" / "status")
+        until(lambda: dev.record(run_id)["state"] == "running", "the exec to run its job")
+        until(lambda: "running" in (node_home(dev, run_id) / ".bifrost" / "jobs" / f"exec-{run_id}-2" / "status")
               .read_text() if (node_home(dev, run_id) / ".bifrost" / "jobs" / f"exec-{run_id}-2" / "status").exists()
               else False, "the job to run")
         ctrl_c.send_signal(signal.SIGINT)  # Ctrl-C: the job stops on every node, the nodes stay

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
-from devtools import out
+from devtools import out, until
 
 from gpuops.testing import leak_checked_simulator
 
@@ -18,15 +17,6 @@ def sim(tmp_path_factory):
         yield h
 
 
-def _until(pred, what, timeout=60):
-    end, delay = time.monotonic() + timeout, 0.05
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_an_unused_node_is_destroyed_by_its_watchdog_after_idle_timeout_and_status_says_so(dev):
@@ -34,7 +24,7 @@ def test_an_unused_node_is_destroyed_by_its_watchdog_after_idle_timeout_and_stat
     run_id = dev.last_id
     assert up.returncode == 0, out(up)[-3000:]
     dev.sim.client.advance(130)  # nobody talks to the node for longer than idle_timeout (the watchdog's clock)
-    _until(lambda: not dev.live(run_id), "the watchdog to destroy the idle node", timeout=90)
+    until(lambda: not dev.live(run_id), "the watchdog to destroy the idle node", timeout=90)
     status = dev.gpuops("status", run_id)
     assert status.returncode == 0, out(status)
     assert f"run {run_id}: ended" in status.stdout and "watchdog" in status.stdout and "idle_timeout 60" in \

@@ -9,18 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from devtools import out
+from devtools import out, until
 
 
-def _until(pred, what, timeout=60):
-    end, delay = time.monotonic() + timeout, 0.05
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_node_lost_during_exec_is_reported_and_the_others_are_stopped(dev):
@@ -34,9 +25,12 @@ def test_a_node_lost_during_exec_is_reported_and_the_others_are_stopped(dev):
     proc = subprocess.Popen([str(exe), "--runs-dir", str(dev.runs), "exec", run_id, "--lost-after", "20", "--json",
                              "--", "sh", "-c", "echo rank $NODE_RANK of $WORLD_SIZE; sleep 120"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dev.env)
-    _until(lambda: dev.record(run_id)["state"] == "running" and len(dev.record(run_id)["jobs"]) == 1,
-           "the job to start")
-    time.sleep(1.0)
+    until(lambda: dev.record(run_id)["state"] == "running" and len(dev.record(run_id)["jobs"]) == 1,
+          "the job to start")
+    job_id = dev.record(run_id)["jobs"][0]["job_id"]
+    victim_log = dev.sim.state_dir / "nodes" / str(victim["id"]) / "home" / ".bifrost" / "jobs" / job_id / "job.log"
+    # the job runs on the node that will be lost (its first line is in its log), not a fixed pause
+    until(lambda: victim_log.exists() and "rank" in victim_log.read_text(errors="replace"), "the job on the victim")
     dev.sim.destroy(str(victim["id"]), victim["provider"])  # the provider takes the node away
     stdout, stderr = proc.communicate(timeout=90)
     assert time.monotonic() - t0 < 60  # no hang: the provider said the node is gone

@@ -57,6 +57,11 @@ def pod_body(name: str, pubkey: str | None = None, **extra) -> dict:
     return body
 
 
+def pod_is_up(pod: dict) -> bool:
+    """RUNNING comes while the image still pulls; the container is up once runtime is reported (provider-apis 1.9)."""
+    return pod.get("status") == "RUNNING" and pod.get("runtime") is not None
+
+
 def cheapest_vast_offer(vast: Api, gpu_name: str = "RTX 4090", **filters) -> dict:
     # the tests' images are built for CUDA 12.4: a host whose driver supports less fails the container
     filters.setdefault("cuda_max_good", {"gte": 12.4})

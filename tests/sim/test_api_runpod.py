@@ -7,7 +7,7 @@ test_contract_specs.py validates the same answers against the spec itself.
 from __future__ import annotations
 
 import requests
-from simapi import pod_body
+from simapi import pod_body, pod_is_up
 
 PROBLEM = "application/problem+json"
 
@@ -27,9 +27,7 @@ def assert_problem(r: requests.Response, status: int, detail_part: str | None = 
 def wait_status(sim, rp, pod_id: str, status: str, timeout: float = 20) -> dict:
     def check():
         p = rp.get(f"/pods/{pod_id}").json()
-        # RUNNING comes while the image still pulls; the container is up once runtime is reported (§1.9)
-        up = status != "RUNNING" or p.get("runtime") is not None
-        return p if p.get("status") == status and up else None
+        return p if (pod_is_up(p) if status == "RUNNING" else p.get("status") == status) else None
 
     return sim.client.wait_until(check, timeout, f"pod {pod_id} {status}")
 

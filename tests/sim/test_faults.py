@@ -12,7 +12,7 @@ import socket
 import time
 
 import pytest
-from simapi import cheapest_vast_offer, own_simulator, pod_body
+from simapi import cheapest_vast_offer, own_simulator, pod_body, pod_is_up
 
 from gpuops.sim.nodes import ssh_banner
 from gpuops.testing import wait_ssh
@@ -44,9 +44,8 @@ def create_pod(rp, sim, cleanup, name, **extra) -> str:
 
 
 def wait_running(sim, rp, pid, timeout=20):
-    # RUNNING comes while the image pulls; the container is up once runtime is reported
-    return sim.client.wait_until(lambda: (lambda p: p if p["status"] == "RUNNING" and p["runtime"] else None)(
-        pod_status(rp, pid)), timeout, f"{pid} RUNNING")
+    return sim.client.wait_until(lambda: (lambda p: p if pod_is_up(p) else None)(pod_status(rp, pid)),
+                                 timeout, f"{pid} RUNNING")
 
 
 # ------------------------------------------------------------------------------------------ request faults
