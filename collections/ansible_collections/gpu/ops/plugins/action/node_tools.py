@@ -15,8 +15,10 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.gpu.ops.plugins.plugin_utils import _node_tools as tools
 
 ARGUMENT_SPEC = {
-    "require": {"type": "list", "elements": "str", "default": list(tools.DEFAULT_REQUIRE)},
-    "optional": {"type": "list", "elements": "str", "default": list(tools.DEFAULT_OPTIONAL)},
+    "require": {"type": "list", "elements": "str", "default": list(tools.DEFAULT_REQUIRE),
+                "choices": sorted(tools.PACKAGES)},
+    "optional": {"type": "list", "elements": "str", "default": list(tools.DEFAULT_OPTIONAL),
+                 "choices": sorted(tools.PACKAGES)},
     "install": {"type": "bool", "default": True},
 }
 
@@ -30,11 +32,6 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        unknown = [t for t in args["require"] + args["optional"] if t not in tools.PACKAGES]
-        if unknown:
-            result.update(failed=True, msg="unknown tools %s; known: %s" % (
-                ", ".join(unknown), ", ".join(sorted(tools.PACKAGES))))
-            return result
         install = args["install"] and not self._task.check_mode
         cmd = tools.script(args["require"], args["optional"], install)
         res = self._low_level_execute_command(cmd, sudoable=True)

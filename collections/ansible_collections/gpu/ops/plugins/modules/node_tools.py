@@ -29,14 +29,15 @@ options:
   require:
     description:
       - Tools that must be on the node. C(python3) must be Python 3.9 or later (the node helpers).
-      - Known tools are C(python3), C(git), C(tmux), C(tar) and C(rsync).
     type: list
     elements: str
+    choices: [git, python3, rsync, tar, tmux]
     default: [python3, git, tmux, tar]
   optional:
     description: Tools that are reported with their versions when present, and never installed.
     type: list
     elements: str
+    choices: [git, python3, rsync, tar, tmux]
     default: [rsync]
   install:
     description:
