@@ -12,20 +12,22 @@ ssh/scp/rsync with ControlMaster, one node after the other), then by `ansible-pl
                  from create to terminate): the money orchestration costs; the worst node is reported
   exit->term     from the last job exit (ended_at) to the last terminate the simulator saw (ledger terminated_at);
                  the spread from the first to the last terminate is shown too
-Goals (issue 9): overhead <= 2x the baseline's at 1 node and <= 1x at 8 nodes; billed beyond <= 20 s per node;
-exit->term <= 5 s. The per-step table shows the pipeline's run.json `steps` (slowest node per step) next to the
+Goals (issues 9 and 24): overhead <= 2x the baseline's at 1 node and <= 1x at 8 nodes; billed beyond <= 20 s per
+node; exit->term <= 5 s; the pipeline's controller CPU (ansible-playbook, its workers and their ssh: cpu_s) <= 3 s
+at 1 node; overhead at 32 nodes <= 2x the 8-node figure (when 32 is asked for). The per-step table shows the pipeline's run.json `steps` (slowest node per step) next to the
 baseline's own step times (summed over nodes: they run one after the other). "other" is wall - sum of steps
 (ansible start-up, spec check, teardown, record). A profile of the pipeline's playbook (JSON stdout callback:
 tasks run, their seconds, the 10 slowest, what lies outside any task) follows. The machine is shared: the load
 average is printed and saved; compare figures within one run of this script.
 
-    python benchmarks/bench_pipeline.py [RUNS]      # table + benchmarks/results/pipeline.json (medians of RUNS)
+    python benchmarks/bench_pipeline.py [RUNS] [NODES]   # table + benchmarks/results/pipeline.json (medians of RUNS)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,11 +45,13 @@ from gpuops.demo import example_repo
 from gpuops.testing import REPO, ansible_env
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-NODE_COUNTS = (1, 8)
+# a second argument adds node counts: `bench_pipeline.py 3 1,8,32` (32 nodes check that overhead grows slowly)
+NODE_COUNTS = tuple(int(n) for n in sys.argv[2].split(",")) if len(sys.argv) > 2 else (1, 8)
 BOOT_SECONDS = 3.0
 COMMAND = "python3 train.py --steps 300"
 BOOTSTRAP = "true"
-GOALS = {"ratio_1": 2.0, "ratio_8": 1.0, "billed_beyond_s": 20.0, "exit_to_terminate_s": 5.0}
+GOALS = {"ratio_1": 2.0, "ratio_8": 1.0, "billed_beyond_s": 20.0, "exit_to_terminate_s": 5.0,
+         "controller_cpu_1_s": 3.0, "overhead_32_vs_8": 2.0}
 STEPS = ("provision", "prepare", "deploy", "bootstrap", "health", "train", "collect", "teardown")
 
 
@@ -93,7 +97,9 @@ def figures(wall: float, steps: dict, run_dir: Path, names: list[str], ledger: d
 
 
 # ------------------------------------------------------------------------------------------ the two runners
-def pipeline_run(h, repo: Path, work: Path, nodes: int) -> dict:
+def run_pipeline(h, repo: Path, work: Path, nodes: int) -> dict:
+    """One `ansible-playbook gpu.ops.pipeline` run with the JSON stdout callback: its document, wall seconds, the
+    controller CPU it took (ansible-playbook, its workers, their ssh) and the run record; fails on a failed run."""
     run_id = f"pl{nodes}-{uuid.uuid4().hex[:6]}"
     spec = {"run_id": run_id, "repo": str(repo), "nodes": nodes, "gpu": ["RTX 4090"], "providers": ["runpod"],
             "max_price_per_hour": 2.0, "bootstrap": BOOTSTRAP, "command": COMMAND,
@@ -110,18 +116,34 @@ def pipeline_run(h, repo: Path, work: Path, nodes: int) -> dict:
     env = ansible_env(h.env)  # the JSON stdout callback: per-task durations for the profile below
     env["ANSIBLE_STDOUT_CALLBACK"] = "gpuops_json"
     env["ANSIBLE_CALLBACK_PLUGINS"] = str(REPO / "src" / "gpuops" / "ansible_plugins" / "callback")
+    cpu0 = children_cpu()
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=str(REPO))
     wall = time.monotonic() - t0
+    cpu = children_cpu() - cpu0
     run_dir = work / "runs" / run_id
     record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     if proc.returncode != 0 or record.get("status") != "succeeded" or not record.get("torn_down"):
         raise SystemExit(f"pipeline {run_id} failed (rc {proc.returncode}, status {record.get('status')}):\n"
                          f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return {"run_id": run_id, "doc": json.loads(proc.stdout), "wall": wall, "cpu_s": round(cpu, 3),
+            "run_dir": run_dir, "record": record}
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def pipeline_run(h, repo: Path, work: Path, nodes: int) -> dict:
+    run = run_pipeline(h, repo, work, nodes)
+    record, run_dir = run["record"], run["run_dir"]
     names = [i["name"] for i in record["instances"]]
     steps = {k: float(v) for k, v in record["steps"].items()}
-    out = figures(wall, steps, run_dir, names, h.client.ledger(), run_id)
-    out["profile"] = profile(json.loads(proc.stdout), wall)
+    out = figures(run["wall"], steps, run_dir, names, h.client.ledger(), run["run_id"])
+    out["profile"] = profile(run["doc"], run["wall"])
+    out["controller_cpu_s"] = run["cpu_s"]
     return out
 
 
@@ -157,6 +179,8 @@ def median_of(samples: list[dict]) -> dict:
     keys = ("wall_s", "job_s", "overhead_s", "billed_beyond_s", "exit_to_terminate_s", "terminate_spread_s",
             "other_s")
     out = {k: round(statistics.median(s[k] for s in samples), 3) for k in keys}
+    if all("controller_cpu_s" in s for s in samples):
+        out["controller_cpu_s"] = round(statistics.median(s["controller_cpu_s"] for s in samples), 3)
     out["steps"] = {k: round(statistics.median(s["steps"].get(k, 0.0) for s in samples), 3)
                     for k in samples[0]["steps"]}
     return out
@@ -168,14 +192,23 @@ def report(results: dict) -> dict:
         for who in ("baseline", "pipeline"):
             m = results[n][who]
             rows.append([who, n, m["wall_s"], BOOT_SECONDS, m["job_s"], m["overhead_s"]]
-                        + [m["steps"][s] if s in m["steps"] else "-" for s in STEPS] + [m["other_s"]])
+                        + [m["steps"][s] if s in m["steps"] else "-" for s in STEPS] + [m["other_s"],
+                                                                                        m.get("controller_cpu_s", "-")])
     print(table(["runner", "nodes", "wall_s", "boot_s", "job_s", "overhead_s"] + [f"{s}_s" for s in STEPS]
-                + ["other_s"], rows))
+                + ["other_s", "cpu_s"], rows))
     verdict, goal_rows = {}, []
     for n in NODE_COUNTS:
         pl, bl = results[n]["pipeline"], results[n]["baseline"]
         ratio = round(pl["overhead_s"] / bl["overhead_s"], 2)
         limit = GOALS["ratio_1"] if n == 1 else GOALS["ratio_8"]
+        if n == 1:
+            cpu = pl.get("controller_cpu_s")
+            goal_rows.append([n, "controller CPU per run (s)", cpu, f"<= {GOALS['controller_cpu_1_s']}",
+                              ok(cpu is not None and cpu <= GOALS["controller_cpu_1_s"])])
+        elif n == 32 and 8 in results:
+            growth = round(pl["overhead_s"] / results[8]["pipeline"]["overhead_s"], 2)
+            goal_rows.append([n, "overhead at 32 nodes / at 8", growth, f"<= {GOALS['overhead_32_vs_8']}",
+                              ok(growth <= GOALS["overhead_32_vs_8"])])
         verdict[n] = {"overhead_ratio": ratio, "overhead_ok": ratio <= limit,
                       "billed_beyond_ok": pl["billed_beyond_s"] <= GOALS["billed_beyond_s"],
                       "exit_to_terminate_ok": pl["exit_to_terminate_s"] <= GOALS["exit_to_terminate_s"]}

@@ -170,6 +170,14 @@ class EventTranslator:
         host = data.get("host") or ""
         if _is_instance_action(action):
             return [self._node(i) for i in _instances(res)]
+        # the pipeline's step actions run those actions inside (gpu.ops.run_node_train, run_node_collect) and return
+        # the same fields
+        if action == "run_node_train":
+            action = "job" if res.get("outcome") is None else "job_wait"
+            if action == "job_wait" and not res.get("job"):
+                return []  # nothing was waited for (detached, or the job did not start)
+        if action == "run_node_collect":
+            action = "collect_results" if res.get("dest") else ""
         if action == "job" and isinstance(res.get("job"), dict) and res["job"].get("job_id"):
             job = res["job"]
             return [JobStarted(host, str(job.get("job_id")), str(job.get("session") or ""),

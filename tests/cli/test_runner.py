@@ -157,6 +157,29 @@ def test_job_wait_progress_lines_become_events():
     assert done == [CollectDone("n0", "/r/n0", 3, 10, at=done[0].at)]
 
 
+def test_the_pipeline_step_actions_give_the_same_events():
+    """run_node_train (start, wait) and run_node_collect run job, job_wait and collect_results inside one task each;
+    their results carry the same fields, so a consumer sees the same JobStarted, JobProgress and CollectDone."""
+    from gpuops.events import EventTranslator
+
+    tr = EventTranslator()
+
+    def ok(action, res):
+        return tr.feed({"event": "runner_on_ok", "event_data": {"host": "n0", "task_action": action, "res": res}})
+
+    started = ok("gpu.ops.run_node_train", {"job": {"job_id": "j1", "session": "bifrost-j1",
+                                                    "attach_command": "ssh -t n0 tmux attach -t bifrost-j1"}})
+    assert started == [JobStarted("n0", "j1", "bifrost-j1", "ssh -t n0 tmux attach -t bifrost-j1", at=started[0].at)]
+    waited = ok("gpu.ops.run_node_train", {"job": {"job_id": "j1", "status": "succeeded", "exit_code": 0},
+                                           "done": True, "elapsed": 4.2, "outcome": {"status": "succeeded"}})
+    assert [(e.job_id, e.state, e.done, e.exit_code) for e in waited] == [("j1", "succeeded", True, 0)]
+    # a detached job's wait phase waited for nothing: no event
+    assert ok("gpu.ops.run_node_train", {"job": {}, "done": False, "outcome": {"status": "running"}}) == []
+    done = ok("gpu.ops.run_node_collect", {"dest": "/r/n0", "files": 3, "bytes": 10, "collected": {"ok": True}})
+    assert done == [CollectDone("n0", "/r/n0", 3, 10, at=done[0].at)]
+    assert ok("gpu.ops.run_node_collect", {"collected": {"ok": False, "msg": "unreachable"}}) == []
+
+
 def test_secret_env_names_are_secret():
     from gpuops.secrets import secret_names
 

@@ -23,9 +23,11 @@ ARGUMENT_SPEC = {
     "spec": {"type": "dict", "required": True},
     "instances": {"type": "list", "elements": "dict", "default": []},
     "destroyed": {"type": "list", "elements": "str", "default": []},
+    "destroyed_at": {"type": "dict", "default": {}},
     "steps": {"type": "dict", "default": {}},
     "marks": {"type": "list", "elements": "dict", "default": []},
     "node_tools": {"type": "dict", "default": {}},
+    "play_marks": {"type": "str"},
     "fields": {"type": "dict", "default": {}},
     "status": {"type": "str", "choices": list(lifecycle.OUTCOMES)},
     "failure": {"type": "dict"},
@@ -63,6 +65,20 @@ def _node_tools(run_dir, results):
     return merged
 
 
+def play_marks(task_vars, name):
+    """The step marks (the variable ``name``) and node preparation results (``node_tools_result``) of the play's
+    hosts, read from their variables (one task at the end of a node play instead of templating them per host)."""
+    hostvars = task_vars.get("hostvars") or {}
+    marks, tools = [], {}
+    for host in task_vars.get("ansible_play_hosts_all") or []:
+        hv = hostvars.get(host) or {}
+        if hv.get(name):
+            marks.append(dict(hv[name]))
+        if hv.get("node_tools_result"):
+            tools[host] = dict(hv["node_tools_result"])
+    return {"marks": marks, "node_tools": tools}
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -74,6 +90,8 @@ class ActionModule(ActionBase):
         _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         spec = args["spec"]
         run_dir = spec["run_dir"]
+        if args["play_marks"]:
+            args = dict(args, **play_marks(task_vars, args["play_marks"]))
         if args["state"] == "outcome":  # reads the record, writes nothing
             rec = lifecycle.read_record(run_dir) or {}
             return dict(result, changed=False, **_run.outcome(
@@ -120,8 +138,9 @@ class ActionModule(ActionBase):
                                       steps=steps)
         if args["destroyed"]:
             gone = set(str(i) for i in args["destroyed"])
-            stamped = [dict(i, destroyed_at=_run.iso_ms(now)) for i in rec.get("instances", [])
-                       if str(i.get("id")) in gone and not i.get("destroyed_at")]
+            when = {str(k): float(v) for k, v in args["destroyed_at"].items()}
+            stamped = [dict(i, destroyed_at=_run.iso_ms(min(when.get(str(i.get("id")), now), now)))
+                       for i in rec.get("instances", []) if str(i.get("id")) in gone and not i.get("destroyed_at")]
             rec = lifecycle.update_record(run_dir, {}, instances=stamped)
         if args["job"]:
             rec = lifecycle.job_started(run_dir, args["job"])

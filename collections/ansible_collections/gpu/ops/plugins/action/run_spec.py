@@ -43,6 +43,19 @@ def unknown_key_problems(keys):
     return lifecycle.unknown_keys_problems(keys, known)
 
 
+def forks_warning(spec, command):
+    """Node steps run on every node at once only with a fork per node; with fewer they run in batches."""
+    from ansible import context
+
+    forks = (context.CLIARGS or {}).get("forks")
+    nodes = int(spec.get("nodes") or 1)
+    if command not in ("launch", "up") or spec.get("target") != "cloud" or not forks or int(forks) >= nodes:
+        return None
+    return ("forks is %s for %d nodes: every node step runs in %d batches, one after the other; set forks to %d or "
+            "more (-f, ANSIBLE_FORKS, or [defaults] forks in ansible.cfg)" % (
+                forks, nodes, -(-nodes // int(forks)), nodes))
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -91,6 +104,9 @@ class ActionModule(ActionBase):
                             msg="the run cannot use its ssh hosts (nothing was started): " + "; ".join(problems))
         out = dict(result, changed=False, spec=spec, lifecycle=decision.to_dict(),
                    noop=decision.verdict == lifecycle.NOOP, msg=decision.msg or "run %s: spec valid" % spec["run_id"])
+        few = forks_warning(spec, command)
+        if few:
+            out["warnings"] = [few]
         return out
 
     @staticmethod

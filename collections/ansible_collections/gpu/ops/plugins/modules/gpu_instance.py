@@ -257,6 +257,13 @@ destroyed:
   type: list
   elements: str
   sample: ["7835610"]
+destroyed_at:
+  description:
+    - With O(state=absent), per destroyed id the moment (epoch seconds, controller clock) its delete call returned,
+      so a record stamps the end of billing there and not when a later task runs.
+  returned: when O(state=absent) destroyed nodes
+  type: dict
+  sample: {"7835610": 1796652878.81}
 kept:
   description: With O(state=absent) and O(run_id) or O(owner), the nodes that matched the names but not the labels,
     and were left alone.
@@ -289,6 +296,7 @@ api_requests:
 """
 
 import re
+import time
 
 from ansible_collections.gpu.ops.plugins.module_utils import fleet, registry
 from ansible_collections.gpu.ops.plugins.module_utils import ssh as sshu
@@ -309,6 +317,7 @@ class GpuInstance:
         self.m = m
         self.p = m.params
         self.destroyed = []
+        self.destroyed_at = {}
 
     def node_names(self):
         return ["%s-%d" % (self.p["name_prefix"], i) for i in range(self.p["count"])]
@@ -336,6 +345,7 @@ class GpuInstance:
         self.m.terminate(prov, inst, known_hosts=getattr(self.m, "known_hosts", None))
         self.m.created = [(p, i) for p, i in self.m.created if i.id != inst.id]
         self.destroyed.append(str(inst.id))
+        self.destroyed_at[str(inst.id)] = round(time.time(), 3)
 
     # ------------------------------------------------------------------ absent
     def absent(self):
@@ -359,7 +369,7 @@ class GpuInstance:
         for prov, inst in victims:
             self.destroy(prov, inst)
         return self.m.exit(changed=True, instances=[], attempts=[], created=[], missing=[], destroyed=self.destroyed,
-                           kept=kept)
+                           destroyed_at=self.destroyed_at, kept=kept)
 
     # ------------------------------------------------------------------ present
     def spec_for(self, providers, labels, public_key):

@@ -50,6 +50,12 @@ options:
     type: list
     elements: str
     default: []
+  destroyed_at:
+    description:
+      - Per id of O(destroyed), when its delete call returned (epoch seconds; C(destroyed_at) of M(gpu.ops.gpu_instance));
+        the record's C(destroyed_at) is stamped then instead of now.
+    type: dict
+    default: {}
   steps:
     description: Seconds per step to add to the record.
     type: dict
@@ -59,6 +65,12 @@ options:
       the record's C(node_tools) over earlier rounds.
     type: dict
     default: {}
+  play_marks:
+    description:
+      - The name of a variable of the play's hosts holding their step marks (C(run_prepare_marks),
+        C(run_train_marks), C(run_marks)). O(marks) and O(node_tools) are then read from it and from
+        C(node_tools_result) on every host of the play (one task, run once, at the end of a node play).
+    type: str
   marks:
     description:
       - Per node, times (epoch seconds) in order, C({start, deploy, bootstrap, ...}); each step lasts from the previous
