@@ -261,7 +261,8 @@ def main() -> int:
     print_profile(samples)
     print(f"\nload average (1/5/15 min) before {load_before}, after {load_after} on {os.cpu_count()} CPUs; "
           f"medians of {RUNS} run(s)")
-    write_result("pipeline", {"runs": RUNS, "boot_seconds": BOOT_SECONDS, "command": COMMAND, "bootstrap": BOOTSTRAP,
+    name = "pipeline" if NODE_COUNTS == (1, 8) else "pipeline-" + "-".join(str(n) for n in NODE_COUNTS)
+    write_result(name, {"runs": RUNS, "boot_seconds": BOOT_SECONDS, "command": COMMAND, "bootstrap": BOOTSTRAP,
                               "goals": GOALS, "load_before": load_before, "load_after": load_after,
                               "cpus": os.cpu_count(), "results": results, "verdict": verdict, "samples": samples})
     return 0
