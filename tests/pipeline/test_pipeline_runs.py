@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -123,10 +124,17 @@ def test_homelab_target_uses_the_inventory_and_rents_nothing(pipeline, make_node
     created_before = len(pipeline.sim.client.ledger()["instances"])
     inv = localhost_inventory(tmp_path / "homelab.yml", {"lab_gpus": {"hosts": {
         "lab1": {**nodes[0].hostvars(), "gpuops_gpu_count": 1}}}})
+    # an artifact from the controller, staged into this run's own workspace on the lab machine, where the job reads it
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("lab vocabulary %s\n" % os.urandom(4).hex())
+    digest = hashlib.sha256(vocab.read_bytes()).hexdigest()
     run = pipeline.run(target="homelab", homelab_group="lab_gpus", gpu=None, inventory=inv,
                        secret_env=["GPUOPS_TEST_SECRET"], env_extra={"GPUOPS_TEST_SECRET": "lab-s3cr3t-77"},
-                       env_drop=("RUNPOD_API_KEY", "VAST_API_KEY"))
+                       env_drop=("RUNPOD_API_KEY", "VAST_API_KEY"),
+                       artifacts=[{"name": "vocab", "src": str(vocab), "sha256": digest, "dest": "data/vocab.txt"}],
+                       command="python3 train.py --steps 200 && sha256sum data/vocab.txt")
     assert run.proc.returncode == 0, run.output[-3000:]
+    assert f"{digest}  data/vocab.txt" in (run.run_dir / "lab1" / "stdout.log").read_text()
     assert len(pipeline.sim.client.ledger()["instances"]) == created_before  # nothing rented
     assert pipeline.sim.client.ledger()["live_instances"]  # the lab node is still there (the fixture owns it)
     assert run.record["status"] == "succeeded" and run.record["torn_down"] is True

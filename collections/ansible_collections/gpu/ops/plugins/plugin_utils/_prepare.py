@@ -71,9 +71,10 @@ def workspace_args(spec):
 
 def artifacts_args(spec):
     args = {name: _d("artifacts", name) for name in (
-        "cache_dir", "link_dir", "link_type", "verify", "force", "timeout", "retries", "validate_certs",
-        "lock_timeout")}
-    return dict(args, manifest=list(spec["artifacts"]))
+        "cache_dir", "link_type", "verify", "force", "timeout", "retries", "validate_certs", "lock_timeout")}
+    # linked into the run's own workspace (a home-lab or ssh host has one per run; the role's default is the
+    # rented node's single workspace, where the links used to go for every target)
+    return dict(args, manifest=list(spec["artifacts"]), link_dir=spec["node_workspace"])
 
 
 def bootstrap_args(spec, job_id):

@@ -2,10 +2,11 @@
 # Copyright (c) 2026 gpu.ops contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Training on one node of a plain (unmanaged) run, as one task (gpu.ops.run_node_train). PRIVATE.
+"""Training on one node of a plain (unmanaged) run, in two tasks (gpu.ops.run_node_train). PRIVATE.
 
-Start the run's job with the multi-node environment (gpu.ops.job), then (a second task, so that the start is an
-event of its own for ansible-runner's consumers) wait for it unless detached, with progress lines (gpu.ops.job_wait), with the arguments the tmux_job role gives them (ROLE_DEFAULTS: the role's defaults the
+Start the run's job with the multi-node environment (gpu.ops.job), then, in a second task (so that the start is an
+event of its own for ansible-runner's consumers), wait for it unless detached, with progress lines
+(gpu.ops.job_wait). The arguments are those the tmux_job role gives them (ROLE_DEFAULTS: the role's defaults the
 pipeline never overrides; a unit test keeps them equal to roles/tmux_job/defaults/main.yml). The outcome is the
 fact run_job ({status, exit_code, msg, attach, budget_exceeded}); the task never fails.
 """

@@ -106,6 +106,8 @@ def test_prepare_of_a_home_lab_node_installs_nothing_and_arms_no_watchdog():
                              HOSTVARS, health=False)
     assert steps.names() == ["node_tools", "workspace_deploy", "stage_artifacts", "job_bootstrap"]
     assert steps.calls[0][2]["install"] is False
+    # artifacts are linked into this run's workspace, not the rented node's single default one
+    assert steps.calls[2][2]["link_dir"] == "~/.bifrost/workspaces/r1" == steps.calls[1][2]["dest"]
     # without the gate the node is ready when its bootstrap is (the health mark closes the step)
     assert facts["run_node_state"] == "ready" and "health" in facts["run_prepare_marks"]
 
@@ -131,8 +133,8 @@ def test_prepare_failures_name_the_step_and_never_raise(action, error, state, st
 
 def test_train_gives_each_rank_the_multi_node_env_and_reads_secrets_from_the_controller(monkeypatch):
     monkeypatch.setenv("GPUOPS_UNIT_SECRET", "s3cret")
-    steps = FakeSteps({"job": {"changed": True, "job": {"job_id": "train-r1", "status": "running",
-                                                         "attach_command": "ssh -t x"}},
+    started = {"job_id": "train-r1", "status": "running", "attach_command": "ssh -t x"}
+    steps = FakeSteps({"job": {"changed": True, "job": started},
                        "job_wait": {"job": {"status": "succeeded", "exit_code": 0}, "msg": "job succeeded"}})
     hostvars = {"n-0": dict(HOSTVARS, ansible_host="10.0.0.5"), "n-1": HOSTVARS}
     spec = dict(SPEC, secret_env=["GPUOPS_UNIT_SECRET"])
