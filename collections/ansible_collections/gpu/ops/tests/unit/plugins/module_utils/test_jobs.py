@@ -430,6 +430,9 @@ def test_killing_a_lost_job_stops_the_processes_its_dead_runner_left(installed, 
     proc = run_runner(paths, "run", d)
     wait_file(os.path.join(d, "child_pid"))
     child = int(read(d, "child_pid"))
+    # the command's echo must be through before its reader dies (a write to the closed pipe would end it by
+    # SIGPIPE: on a loaded machine the kill can come before the echo)
+    wait_for_log(d, "up")
     proc.kill()  # the runner dies hard, its command (own process group) lives on
     proc.wait()
     assert runner.group_alive(child)
