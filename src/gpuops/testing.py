@@ -79,6 +79,19 @@ def make_keypair(directory: Path, name: str = "id_ed25519") -> Path:
     return key
 
 
+def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` with backoff until it returns something truthy (returned), or fail after ``timeout``."""
+    end = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def wait_ssh(host: str, port: int, user: str, key: str, known_hosts: str, timeout: float = 30.0) -> None:
     """TCP, then banner, then a real `ssh true`, with backoff until the deadline."""
     end = time.monotonic() + timeout

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import yaml
 
-from gpuops.testing import ansible_env
+from gpuops.testing import ansible_env, wait_for
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@gpuops.invalid"]
 TRAIN = """import os, sys, time
@@ -90,15 +89,8 @@ def node_file(sim, record: dict, rel: str) -> Path:
 
 
 def until(pred, what, timeout=60):
-    """Poll ``pred`` with backoff until it returns something truthy; fail after ``timeout`` seconds."""
-    end, delay = time.monotonic() + timeout, 0.05
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1)
-    raise AssertionError(f"timed out waiting for {what}")
+    """gpuops.testing.wait_for with this suite's argument order and default timeout."""
+    return wait_for(pred, timeout, what)
 
 
 __all__ = ["Dev", "out", "node_file", "until"]

@@ -9,14 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from gpuops.testing import REPO, ansible_env
+from gpuops.testing import REPO, ansible_env, wait_for
 
 PLAYBOOK_BIN = str(Path(sys.executable).parent / "ansible-playbook")
 QUICK_JOB = "python3 train.py --steps 200"
@@ -111,19 +110,6 @@ class Pipeline:
 
     def live(self, run_id: str) -> list[dict]:
         return [r for r in self.ledger_rows(run_id) if r["state"] != "terminated"]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    """Poll ``predicate`` with backoff until it returns something truthy, or fail after ``timeout``."""
-    end = time.monotonic() + timeout
-    delay = 0.05
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def job_running(sim, run: Run) -> bool:

@@ -8,13 +8,12 @@ an image built for a newer CUDA than the host's driver fails the container.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gpuops.testing import leak_checked_simulator, wait_ssh
+from gpuops.testing import leak_checked_simulator, wait_for, wait_ssh
 from pipetools import Pipeline, localhost_inventory
 
 pytestmark = pytest.mark.slow
@@ -156,16 +155,21 @@ def test_a_cuda_12_8_image_never_lands_on_a_host_that_supports_less(image_pipeli
     assert machines and 11025 not in machines, machines
 
 
+def pod_when(image_sim, pod_id, done, timeout, what):
+    """The pod as RunPod's API shows it once ``done(pod)`` holds (polled with backoff)."""
+    def check():
+        pod = image_sim._rp("GET", f"/pods/{pod_id}").json()
+        return pod if done(pod) else None
+    return wait_for(check, timeout, what)
+
+
 def test_a_pod_of_a_plain_image_without_a_start_command_never_answers_ssh(image_sim):
     """Straight through the vendor API: RunPod runs pytorch/pytorch's own entrypoint, which starts no sshd."""
     pod = image_sim.create_runpod("plain-pytorch", wait=False, image=IMAGES["pytorch-runtime"])
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            p = image_sim._rp("GET", f"/pods/{pod['id']}").json()
-            if p["status"] == "RUNNING" and p["runtime"] is not None:
-                break
-            time.sleep(0.2)
+        # RUNNING with a runtime: the container is up (provider-apis 1.9)
+        p = pod_when(image_sim, pod["id"], lambda p: p["status"] == "RUNNING" and p["runtime"] is not None, 30,
+                     "the pod's container")
         direct = p["ssh"]["direct"]
         assert direct, p
         with pytest.raises(TimeoutError):
@@ -177,12 +181,7 @@ def test_a_pod_of_a_plain_image_without_a_start_command_never_answers_ssh(image_
 def test_an_image_no_registry_has_fails_as_the_vendor_says(image_sim):
     pod = image_sim.create_runpod("missing-image", wait=False, image="acme/gone:1")
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            p = image_sim._rp("GET", f"/pods/{pod['id']}").json()
-            if p["status"] == "ERROR":
-                break
-            time.sleep(0.2)
+        p = pod_when(image_sim, pod["id"], lambda p: p["status"] == "ERROR", 20, "the pod to fail")
         assert p["status"] == "ERROR", p
         assert "manifest unknown" in image_sim.client.instance(pod["id"])["status_msg"]
     finally:
